@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NonNeg = Annotated[float, Field(ge=0.0)]
 Positive = Annotated[float, Field(gt=0.0)]
@@ -19,9 +19,9 @@ Count = Annotated[int, Field(ge=1)]
 
 
 class Section(BaseModel):
-    """Base of every profile section: immutable, strict about unknown keys."""
+    """Base of every profile section: immutable, strict about unknown keys and non-finite numbers."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Adaptation(Section):
@@ -74,14 +74,15 @@ class Weights(Section):
         0, description="per-layer shared exponent (mantissa x 2^e), chosen at write to fit the layer"
     )
 
-    @model_validator(mode="after")
-    def _range_ordered(self) -> Weights:
-        lo, hi = self.range
+    @field_validator("range")
+    @classmethod
+    def _range_ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = value
         if not lo < hi:
-            raise ValueError(f"range: min must be < max, got [{lo}, {hi}]")
+            raise ValueError(f"min must be < max, got [{lo}, {hi}]")
         if hi <= 0:
-            raise ValueError(f"range: max must be > 0, got {hi}")
-        return self
+            raise ValueError(f"max must be > 0, got {hi}")
+        return value
 
 
 class ProgrammingNoise(Section):
@@ -162,12 +163,18 @@ class Limits(Section):
     """Resource limits; None means unlimited."""
 
     max_neurons: Count | None = None
+    max_inputs: Count | None = Field(None, description="input channels")
+    max_outputs: Count | None = Field(None, description="readout neurons")
     max_fan_in: Count | None = None
     max_fan_out: Count | None = None
     neurons_per_core: Count | None = None
     synapses_per_core: Count | None = None
-    max_spikes_per_step: Count | None = Field(None, description="per hidden neuron per step; excess dropped")
-    max_input_spikes_per_step: Count | None = Field(None, description="per input channel per step")
+    max_spikes_per_step: Count | None = Field(
+        None, description="hidden spikes delivered per sample per step; excess dropped"
+    )
+    max_input_spikes_per_step: Count | None = Field(
+        None, description="input spikes per sample per step; excess dropped"
+    )
 
 
 class ChipProfile(Section):
@@ -181,7 +188,9 @@ class ChipProfile(Section):
     weights: Weights = Weights()
     noise: Noise = Noise()
     limits: Limits = Limits()
-    source: dict[str, str] = Field(default_factory=dict, description="field path -> where the number comes from")
+    source: dict[str, str] = Field(
+        default_factory=dict, description="field path -> where the number comes from"
+    )
 
     def with_overrides(self, overrides: dict[str, Any]) -> ChipProfile:
         """A copy with dotted-path fields replaced, validated: {"noise.read.sigma": 0.05}."""

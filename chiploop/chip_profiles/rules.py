@@ -1,0 +1,124 @@
+"""Design rules: does a NetworkSpec fit a chip's limits?
+
+Each rule is a small named function `check_x(profile, spec)` that returns None or raises
+DesignRuleError(rule, limit, value, detail). A limit of None means unlimited and always passes.
+Counting conventions (dense layers, `W[pre, post]`):
+- fan-in of a hidden neuron = n_in (+ n_hidden if recurrent); of an output neuron = n_hidden;
+- fan-out of a hidden neuron = n_out (+ n_hidden if recurrent); input channels are external;
+- a neuron's incoming synapses are stored on its core; layers are placed on separate cores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from chiploop.chip_profiles.model import ChipProfile
+from chiploop.errors import DesignRuleError
+
+if TYPE_CHECKING:  # no runtime import: chiploop.emulator imports the profiles
+    from chiploop.emulator.network import NetworkSpec
+
+
+def check_neuron_count(profile: ChipProfile, spec: NetworkSpec) -> None:
+    """Hidden + output neurons must fit on the chip."""
+    limit = profile.limits.max_neurons
+    if limit is not None and spec.n_neurons > limit:
+        detail = f"{spec.n_hidden} hidden + {spec.n_out} output neurons on {profile.name}"
+        raise DesignRuleError("max_neurons", limit, spec.n_neurons, detail)
+
+
+def check_input_count(profile: ChipProfile, spec: NetworkSpec) -> None:
+    """Input channels must not exceed the chip's inputs."""
+    limit = profile.limits.max_inputs
+    if limit is not None and spec.n_in > limit:
+        raise DesignRuleError("max_inputs", limit, spec.n_in, f"input channels on {profile.name}")
+
+
+def check_output_count(profile: ChipProfile, spec: NetworkSpec) -> None:
+    """Readout neurons must not exceed the chip's outputs."""
+    limit = profile.limits.max_outputs
+    if limit is not None and spec.n_out > limit:
+        raise DesignRuleError("max_outputs", limit, spec.n_out, f"readout neurons on {profile.name}")
+
+
+def check_fan_in(profile: ChipProfile, spec: NetworkSpec) -> None:
+    """No neuron may receive more synapses than the chip allows."""
+    limit = profile.limits.max_fan_in
+    if limit is None:
+        return
+    layer, value = _max_fan_in(spec)
+    if value > limit:
+        raise DesignRuleError("max_fan_in", limit, value, f"synapses into one {layer} neuron")
+
+
+def check_fan_out(profile: ChipProfile, spec: NetworkSpec) -> None:
+    """No hidden neuron may send to more neurons than the chip allows."""
+    limit = profile.limits.max_fan_out
+    value = spec.n_out + (spec.n_hidden if spec.recurrent else 0)
+    if limit is not None and value > limit:
+        targets = f"{spec.n_out} output" + (f" + {spec.n_hidden} recurrent" if spec.recurrent else "")
+        raise DesignRuleError("max_fan_out", limit, value, f"one hidden neuron targets {targets} neurons")
+
+
+def check_synapses_per_core(profile: ChipProfile, spec: NetworkSpec) -> None:
+    """The synapses into one neuron must fit in one core's synapse memory."""
+    limit = profile.limits.synapses_per_core
+    if limit is None:
+        return
+    layer, value = _max_fan_in(spec)
+    if value > limit:
+        detail = f"one {layer} neuron has {value} incoming synapses, a core stores at most {limit}"
+        raise DesignRuleError("synapses_per_core", limit, value, detail)
+
+
+def check_neurons_per_core(profile: ChipProfile, spec: NetworkSpec) -> None:
+    """The cores the layers need must not exceed the chip's cores (max_neurons / neurons_per_core).
+
+    A core holds at most `neurons_per_core` neurons and, when `synapses_per_core` is set, only as
+    many neurons as its synapse memory can feed (`synapses_per_core // fan_in`).
+    """
+    per_core, max_neurons = profile.limits.neurons_per_core, profile.limits.max_neurons
+    if per_core is None or max_neurons is None:
+        return
+    cores = max_neurons // per_core
+    needed = sum(math.ceil(n / _neurons_per_core(profile, fan_in)) for n, fan_in in _layers(spec))
+    if needed > cores:
+        detail = f"layer-wise placement with at most {per_core} neurons per core on {profile.name}"
+        raise DesignRuleError("neurons_per_core", f"{cores} cores", f"{needed} cores", detail)
+
+
+RULES: list[Callable[[ChipProfile, NetworkSpec], None]] = [
+    check_input_count,
+    check_output_count,
+    check_neuron_count,
+    check_fan_in,
+    check_fan_out,
+    check_synapses_per_core,
+    check_neurons_per_core,
+]
+
+
+def check_network(profile: ChipProfile, spec: NetworkSpec) -> None:
+    """Run every rule in `RULES`; the first violation raises DesignRuleError."""
+    for rule in RULES:
+        rule(profile, spec)
+
+
+def _layers(spec: NetworkSpec) -> list[tuple[int, int]]:
+    """(neurons, fan-in per neuron) of the hidden and output layers."""
+    hidden_fan_in = spec.n_in + (spec.n_hidden if spec.recurrent else 0)
+    return [(spec.n_hidden, hidden_fan_in), (spec.n_out, spec.n_hidden)]
+
+
+def _max_fan_in(spec: NetworkSpec) -> tuple[str, int]:
+    (_, hidden), (_, out) = _layers(spec)
+    return ("hidden", hidden) if hidden >= out else ("output", out)
+
+
+def _neurons_per_core(profile: ChipProfile, fan_in: int) -> int:
+    per_core = profile.limits.neurons_per_core
+    assert per_core is not None
+    synapses = profile.limits.synapses_per_core
+    return per_core if synapses is None else max(1, min(per_core, synapses // fan_in))

@@ -1,0 +1,255 @@
+"""The per-chip device model: neuron constants after mismatch and the weights a chip holds.
+
+`DeviceModel` is what every Chip backend keeps between calls: the non-ideal state of one chip
+instance (mismatch and stuck-at faults frozen from its seed; programmed weights, drift exponents
+and the chip clock changing with writes and time). Backends call `write`, `for_run` and
+`advance_time`, and run the dynamics of docs/dynamics.md with `constants`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from chiploop.chip_profiles.model import ChipProfile
+from chiploop.emulator import devices
+from chiploop.emulator.network import NetworkSpec
+from chiploop.errors import ChipError
+
+
+@dataclass(frozen=True, eq=False)
+class NeuronConstants:
+    """Per-neuron constants of docs/dynamics.md after mismatch (read-only arrays).
+
+    Float arithmetic: decay factors alpha/kappa/rho (`exp(-dt/tau)`, float64), thresholds/beta float64.
+    Fixed arithmetic: decay as the integer multiplier `2^q - d` (decay "multiplier") or the shift s
+    (decay "shift"), int64; thresholds/beta rounded to int64; gains stay float64 (G = trunc(gain x)).
+    No synaptic filter (`tau_syn_s = 0`): syn factors are 0 in every encoding (kappa 0, multiplier
+    0, shift 0 -> `v - trunc(v / 1) = 0`) and `syn_enabled` is False.
+    `decay` is the profile's decay kind; it only matters for fixed arithmetic.
+    """
+
+    arithmetic: str
+    decay: str
+    decay_bits: int
+    state_bits: int
+    refractory_steps: int
+    reset: str
+    mem_h: np.ndarray
+    syn_h: np.ndarray
+    ada_h: np.ndarray
+    threshold_h: np.ndarray
+    gain_h: np.ndarray
+    beta_h: np.ndarray
+    mem_o: np.ndarray
+    syn_o: np.ndarray
+    threshold_o: np.ndarray
+    gain_o: np.ndarray
+    syn_enabled: bool
+
+
+def _round_int(x: np.ndarray) -> np.ndarray:
+    return devices.round_half_away(x).astype(np.int64)
+
+
+def _decay(tau_s: np.ndarray, profile: ChipProfile) -> np.ndarray:
+    """Decay constant per neuron for time constants `tau_s` (0 means: no state kept)."""
+    dt = profile.timing.dt_s
+    ar = profile.arithmetic
+    safe_tau = np.where(tau_s > 0, tau_s, 1.0)
+    if ar.kind == "float":
+        return np.where(tau_s > 0, np.exp(-dt / safe_tau), 0.0)
+    if ar.decay == "multiplier":
+        d = _round_int(2.0**ar.decay_bits * (1.0 - np.exp(-dt / safe_tau)))
+        return np.where(tau_s > 0, 2**ar.decay_bits - d, 0).astype(np.int64)
+    shift = np.maximum(0, _round_int(np.log2(safe_tau / dt)))
+    return np.where(tau_s > 0, shift, 0).astype(np.int64)
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    a.setflags(write=False)
+    return a
+
+
+def neuron_constants(
+    profile: ChipProfile, spec: NetworkSpec, mismatch: dict[str, np.ndarray] | None = None
+) -> NeuronConstants:
+    """Constants of the hidden `[H]` and output `[O]` neurons under `profile`.
+
+    `mismatch`: multipliers "tau", "threshold", "gain" of length H + O (hidden first), as
+    `devices.draw_mismatch` returns; None = nominal. The tau multiplier scales every time
+    constant of that neuron. ALIF (`neuron.model: alif`): the first `round(fraction * H)` hidden
+    neurons (half away from zero) get `beta = adaptation.beta`, the others 0; LIF: all 0.
+    """
+    h, o = spec.n_hidden, spec.n_out
+    if mismatch is None:
+        mismatch = {name: np.ones(h + o) for name in ("tau", "threshold", "gain")}
+    for name in ("tau", "threshold", "gain"):
+        got = np.shape(mismatch[name]) if name in mismatch else "missing"
+        if got != (h + o,):
+            raise ChipError(f"mismatch['{name}']: expected shape ({h + o},) (hidden + out), got {got}")
+    tau_m = np.asarray(mismatch["tau"], dtype=np.float64)
+    thr_m = np.asarray(mismatch["threshold"], dtype=np.float64)
+    gain = np.asarray(mismatch["gain"], dtype=np.float64)
+    neuron, fixed = profile.neuron, profile.arithmetic.kind == "fixed"
+
+    n_adaptive = int(math.floor(neuron.adaptation.fraction * h + 0.5)) if neuron.model == "alif" else 0
+    beta = np.where(np.arange(h) < n_adaptive, neuron.adaptation.beta, 0.0)
+    threshold = neuron.threshold * thr_m
+    if fixed:
+        beta, threshold = _round_int(beta), _round_int(threshold)
+
+    syn = _decay(neuron.tau_syn_s * tau_m, profile)
+    return NeuronConstants(
+        arithmetic=profile.arithmetic.kind,
+        decay=profile.arithmetic.decay,
+        decay_bits=profile.arithmetic.decay_bits,
+        state_bits=profile.arithmetic.state_bits,
+        refractory_steps=neuron.refractory_steps,
+        reset=neuron.reset,
+        mem_h=_frozen(_decay(neuron.tau_mem_s * tau_m[:h], profile)),
+        syn_h=_frozen(syn[:h]),
+        ada_h=_frozen(_decay(neuron.adaptation.tau_s * tau_m[:h], profile)),
+        threshold_h=_frozen(threshold[:h]),
+        gain_h=_frozen(gain[:h]),
+        beta_h=_frozen(beta),
+        mem_o=_frozen(_decay(neuron.tau_out_s * tau_m[h:], profile)),
+        syn_o=_frozen(syn[h:]),
+        threshold_o=_frozen(threshold[h:]),
+        gain_o=_frozen(gain[h:]),
+        syn_enabled=neuron.tau_syn_s > 0,
+    )
+
+
+def _as_real_array(x: object, what: str, kinds: str = "iuf") -> np.ndarray:
+    """`x` as an ndarray whose dtype kind is in `kinds` (default int/uint/float), else ChipError."""
+    try:
+        a = np.asarray(x)
+    except (ValueError, TypeError) as exc:
+        raise ChipError(f"{what}: expected a real numeric array, got {type(x).__name__} ({exc})") from exc
+    if a.dtype.kind not in kinds:
+        raise ChipError(f"{what}: expected a real numeric dtype (int or float), got dtype {a.dtype}")
+    return a
+
+
+def validate_inputs(inputs: np.ndarray, spec: NetworkSpec) -> np.ndarray:
+    """Check an input raster `[B, T, n_in]` of 0/1 values (bool or numeric); uint8 C-contiguous copy."""
+    a = _as_real_array(inputs, "inputs", kinds="biuf")
+    if a.ndim != 3 or a.shape[2] != spec.n_in or a.shape[0] < 1 or a.shape[1] < 1:
+        raise ChipError(f"inputs: expected shape [B>=1, T>=1, n_in={spec.n_in}], got {a.shape}")
+    if not np.all((a == 0) | (a == 1)):
+        bad = a[(a != 0) & (a != 1)].ravel()[:3]
+        raise ChipError(f"inputs: expected only 0/1 spike values, got e.g. {bad.tolist()}")
+    return np.array(a, dtype=np.uint8, order="C")
+
+
+class DeviceModel:
+    """The non-ideal device state of one chip instance: everything frozen from `seed`.
+
+    Independent streams from `np.random.SeedSequence(seed).spawn(6)`: mismatch, faults, rounding,
+    programming, drift, read. Mismatch (H + O neurons) and fault codes (per layer) are drawn at
+    construction; rounding, programming noise and drift exponents at each `write`; read noise at
+    each `for_run`. Stuck synapses do not drift (ν = 0). Times are chip seconds.
+    """
+
+    def __init__(self, profile: ChipProfile, spec: NetworkSpec, seed: int = 0) -> None:
+        if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
+            raise ChipError(f"seed: expected a non-negative int, got {seed!r}")
+        self.profile, self.spec, self.seed = profile, spec, int(seed)
+        streams = np.random.SeedSequence(self.seed).spawn(6)
+        mis, fau, self._rng_round, self._rng_prog, self._rng_drift, self._rng_read = (
+            np.random.default_rng(s) for s in streams
+        )
+        self.mismatch = devices.draw_mismatch(spec.n_neurons, profile.noise.mismatch, mis)
+        self.constants = neuron_constants(profile, spec, self.mismatch)
+        self.fault_codes = {
+            name: devices.draw_faults(shape, profile.noise.faults, fau)
+            for name, shape in spec.weight_shapes().items()
+        }
+        self.generation = 0
+        self.clock_s = 0.0
+        self._programmed_at_s = 0.0
+        self._programmed = {name: np.zeros(shape) for name, shape in spec.weight_shapes().items()}
+        self._nu = {name: np.zeros(shape) for name, shape in spec.weight_shapes().items()}
+
+    @property
+    def time_since_program_s(self) -> float:
+        """Chip seconds since the last `write` (since construction before any write)."""
+        return self.clock_s - self._programmed_at_s
+
+    def validate_weights(self, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Check the exact layer set, shapes, real dtype and finiteness; float64 copies."""
+        shapes = self.spec.weight_shapes()
+        if not isinstance(weights, Mapping):
+            raise ChipError(f"weights: expected a dict of layer -> array, got {type(weights).__name__}")
+        if set(weights) != set(shapes):
+            raise ChipError(f"weights: expected layers {sorted(shapes)}, got {sorted(map(str, weights))}")
+        out = {}
+        for name, shape in shapes.items():
+            a = _as_real_array(weights[name], f"weights['{name}']")
+            if a.shape != shape:
+                raise ChipError(f"weights['{name}']: expected shape {shape}, got {a.shape}")
+            if not np.all(np.isfinite(a)):
+                raise ChipError(f"weights['{name}']: expected finite values, got NaN or inf")
+            out[name] = np.array(a, dtype=np.float64)
+        return out
+
+    def write(self, weights: Mapping[str, np.ndarray]) -> None:
+        """Program `weights`: quantize -> programming noise -> faults; drift restarts.
+
+        Validation comes first: a rejected write leaves the device unchanged. Under fixed
+        arithmetic the stored weights are rounded to integers (half away from zero).
+        """
+        valid = self.validate_weights(weights)
+        p = self.profile
+        programmed, nu = {}, {}
+        for name, w in valid.items():
+            q = devices.quantize(w, p.weights, self._rng_round)
+            noisy = devices.programming_noise(q, p, self._rng_prog)
+            stored = devices.apply_faults(noisy, self.fault_codes[name], p.weights)
+            if p.arithmetic.kind == "fixed":
+                stored = devices.round_half_away(stored)
+            nu_layer = devices.drift_exponents(stored, p.noise.drift, self._rng_drift, p.weights.range[1])
+            programmed[name] = stored
+            nu[name] = np.where(self.fault_codes[name] == devices.FAULT_OK, nu_layer, 0.0)
+        self._programmed, self._nu = programmed, nu
+        self._programmed_at_s = self.clock_s
+        self.generation += 1
+
+    def read(self) -> dict[str, np.ndarray]:
+        """Effective weights now (float64): programmed, drifted to the time since programming.
+
+        No read noise; zeros before any write; integer-valued under fixed arithmetic.
+        """
+        t = self.time_since_program_s
+        out = {}
+        for name, w in self._programmed.items():
+            drifted = devices.apply_drift(w, self._nu[name], t, self.profile.noise.drift)
+            fixed = self.profile.arithmetic.kind == "fixed"
+            out[name] = devices.round_half_away(drifted) if fixed else drifted
+        return out
+
+    def for_run(self) -> dict[str, np.ndarray]:
+        """Weights for one run: `read()` plus one fresh read-noise draw; int64 under fixed arithmetic."""
+        t = self.time_since_program_s
+        out = {}
+        for name, w in self.read().items():
+            noisy = devices.read_noise(w, self.profile, self._rng_read, t)
+            if self.profile.arithmetic.kind == "fixed":
+                noisy = devices.round_half_away(noisy).astype(np.int64)
+            out[name] = noisy
+        return out
+
+    def advance_time(self, seconds: float) -> None:
+        """Let the chip clock run `seconds` (>= 0, finite)."""
+        try:
+            ok = math.isfinite(seconds) and seconds >= 0
+        except TypeError:
+            ok = False
+        if not ok or isinstance(seconds, bool):
+            raise ChipError(f"advance_time: expected finite seconds >= 0, got {seconds!r}")
+        self.clock_s += float(seconds)

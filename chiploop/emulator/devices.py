@@ -1,0 +1,261 @@
+"""Device non-idealities as pure numpy functions of (weights, profile section, generator, time).
+
+Shared by every Chip (Brian2 emulator, torch twin, board simulator), applied in the order of
+docs/dynamics.md: at write, clip + quantize -> programming noise -> stuck-at faults; at every run,
+drift at the time since programming -> read noise. Every draw comes from the `rng` passed in.
+
+Conventions (model units throughout; `w_max` = `weights.range[1]`):
+- Deterministic rounding is round-half-away-from-zero (C's `lround`), see `round_half_away`.
+- PCM models map a weight onto a differential pair: `g = |w| / w_max * g_max` on the g+ device
+  (w > 0) or the g- device (w < 0), the other device idle at g = 0; `w = (g+ - g-) / g_max * w_max`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from chiploop.chip_profiles.model import ChipProfile, Drift, Faults, Mismatch, ProgrammingNoise, Weights
+from chiploop.errors import ChipError, ProfileError
+
+FAULT_OK, FAULT_STUCK_ZERO, FAULT_STUCK_MAX = 0, 1, 2
+MISMATCH_FLOOR = 0.05
+_SNAP = 1e-9  # a value this close to a grid point (in steps) is on it: keeps quantize idempotent
+_G_REL_FLOOR = 1e-7  # PCM formulas take log / negative powers of g/g_max: floor it like aihwkit
+
+
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    """Round to the nearest integer, ties away from zero (exact, unlike floor(|x| + 0.5))."""
+    x = np.asarray(x, dtype=np.float64)
+    t = np.trunc(x)
+    return np.where(np.abs(x - t) == 0.5, t + np.sign(x), np.rint(x))
+
+
+# ---------------------------------------------------------------- quantization
+def quantization_step(weights: Weights) -> float | None:
+    """Grid step of the weight range; None for analog weights (`bits` None).
+
+    signed: `range_max / (2**(bits-1) - 1)`; sign_split and differential_pair (sign kept apart from
+    the magnitude): `range_max / (2**bits - 1)`. With `exponent_bits > 0` this is the coarsest
+    step (largest exponent); `layer_step` gives the step a given layer gets.
+    """
+    if weights.bits is None:
+        return None
+    levels = 2 ** (weights.bits - 1) - 1 if weights.encoding == "signed" else 2**weights.bits - 1
+    if levels < 1:
+        raise ProfileError(f"weights.bits: signed encoding needs at least 2 bits, got {weights.bits}")
+    return weights.range[1] / levels
+
+
+def _mantissa_limits(weights: Weights) -> tuple[int, int]:
+    """Integer mantissa range: two's complement for signed, ±(2^bits - 1) with a separate sign."""
+    assert weights.bits is not None
+    if weights.encoding == "signed":
+        return -(2 ** (weights.bits - 1)), 2 ** (weights.bits - 1) - 1
+    return -(2**weights.bits - 1), 2**weights.bits - 1
+
+
+def layer_step(w: np.ndarray, weights: Weights) -> float | None:
+    """Grid step used for one layer `w` (already clipped to the range).
+
+    Without exponent bits: `quantization_step`. With `exponent_bits = E > 0` the grid is
+    `step * 2**(e - e_max)`, `e_max = 2**E - 1`, with the smallest shared exponent e in
+    [0, e_max] whose mantissa covers `max|w|` (Loihi-style mantissa x 2^e): a layer of small
+    weights gets a finer grid, the range itself is always covered at `e = e_max`.
+    """
+    step = quantization_step(weights)
+    if step is None or weights.exponent_bits == 0:
+        return step
+    e_max = 2**weights.exponent_bits - 1
+    top = float(np.max(np.abs(w))) if np.size(w) else 0.0
+    mantissa_max = _mantissa_limits(weights)[1]
+    for e in range(e_max + 1):
+        candidate = step * 2.0 ** (e - e_max)
+        if top <= mantissa_max * candidate * (1 + 1e-12):
+            return candidate
+    return step
+
+
+def quantize(w: np.ndarray, weights: Weights, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Clip `w` to `weights.range`, then put it on the grid `k * layer_step` (float64 copy).
+
+    k is limited to the mantissa range (`_mantissa_limits`) and to grid points inside the range.
+    Deterministic rounding: half away from zero (idempotent). Stochastic rounding:
+    `floor(x) + Bernoulli(x - floor(x))`, unbiased inside the range, needs `rng`.
+    Analog weights (`bits` None) are only clipped.
+    """
+    lo, hi = weights.range
+    clipped = np.clip(np.asarray(w, dtype=np.float64), lo, hi)
+    step = layer_step(clipped, weights)
+    if step is None:
+        return clipped
+    if weights.rounding == "stochastic" and rng is None:
+        raise ChipError("quantize: stochastic rounding needs a numpy Generator, got rng=None")
+    m_lo, m_hi = _mantissa_limits(weights)
+    k_min = max(m_lo, math.ceil(lo / step - _SNAP))
+    k_max = min(m_hi, math.floor(hi / step + _SNAP))
+    if k_min > k_max:
+        raise ProfileError(f"weights.range [{lo}, {hi}] holds no point of the grid with step {step}")
+    x = clipped / step
+    nearest = np.rint(x)
+    x = np.where(np.abs(x - nearest) < _SNAP, nearest, x)
+    if weights.rounding == "stochastic":
+        assert rng is not None
+        k = np.floor(x)
+        k += rng.random(x.shape) < (x - k)
+    else:
+        k = round_half_away(x)
+    return np.clip(np.clip(k, k_min, k_max) * step, lo, hi)
+
+
+# ---------------------------------------------------------------- programming noise
+def pcm_programming_sigma_us(g_us: np.ndarray, prog: ProgrammingNoise) -> np.ndarray:
+    """σ(g) = c0 + c1 (g/g_max) + c2 (g/g_max)² in µS (aihwkit PCM fit)."""
+    c0, c1, c2 = prog.coefficients
+    r = np.asarray(g_us, dtype=np.float64) / prog.g_max_us
+    return c0 + c1 * r + c2 * r**2
+
+
+def program_pcm_conductance(g_us: np.ndarray, prog: ProgrammingNoise, rng: np.random.Generator) -> np.ndarray:
+    """Conductances reached when targeting `g_us`: `g + σ(g) N(0,1)`, clipped to >= 0."""
+    g = np.asarray(g_us, dtype=np.float64)
+    return np.maximum(g + pcm_programming_sigma_us(g, prog) * rng.standard_normal(g.shape), 0.0)
+
+
+def programming_noise(w: np.ndarray, profile: ChipProfile, rng: np.random.Generator) -> np.ndarray:
+    """Weights as programmed, with the write-time noise of `profile.noise.programming` (new array).
+
+    gaussian_absolute: `w + sigma N`; gaussian_relative: `w + sigma |w| N`;
+    pcm: both devices of the differential pair are programmed with `program_pcm_conductance`
+    (the idle device targets g = 0 and so gets σ(0) = c0 noise, clipped >= 0), then
+    `w = (g+ - g-) / g_max * w_max`. The result is not clipped to the range.
+    """
+    prog = profile.noise.programming
+    w = np.asarray(w, dtype=np.float64)
+    if prog.model == "none":
+        return w.copy()
+    if prog.model == "gaussian_absolute":
+        return w + prog.sigma * rng.standard_normal(w.shape)
+    if prog.model == "gaussian_relative":
+        return w + prog.sigma * np.abs(w) * rng.standard_normal(w.shape)
+    w_max = profile.weights.range[1]
+    g_plus = np.where(w > 0, w, 0.0) / w_max * prog.g_max_us
+    g_minus = np.where(w < 0, -w, 0.0) / w_max * prog.g_max_us
+    g_plus = program_pcm_conductance(g_plus, prog, rng)
+    g_minus = program_pcm_conductance(g_minus, prog, rng)
+    return (g_plus - g_minus) / prog.g_max_us * w_max
+
+
+# ---------------------------------------------------------------- drift
+def pcm_drift_nu_stats(g_rel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and σ of the PCM drift exponent at relative conductance `g/g_max` (CHIPS.md, clamped)."""
+    log_g = np.log(np.maximum(np.asarray(g_rel, dtype=np.float64), _G_REL_FLOOR))
+    mean = np.clip(-0.0155 * log_g + 0.0244, 0.049, 0.1)
+    sigma = np.clip(-0.0125 * log_g - 0.0059, 0.008, 0.045)
+    return mean, sigma
+
+
+def drift_exponents(w: np.ndarray, drift: Drift, rng: np.random.Generator, w_max: float) -> np.ndarray:
+    """Drift exponent ν per weight, frozen at write; ν >= 0 (zeros for `model: none`).
+
+    power_law: `nu + nu_sigma N`; pcm: mean/σ from `pcm_drift_nu_stats(|w| / w_max)`
+    (|w| / w_max is the relative conductance of the active device of the pair).
+    """
+    w = np.asarray(w, dtype=np.float64)
+    if drift.model == "none":
+        return np.zeros(w.shape)
+    if drift.model == "power_law":
+        mean, sigma = drift.nu, drift.nu_sigma
+    else:
+        mean, sigma = pcm_drift_nu_stats(np.minimum(np.abs(w) / w_max, 1.0))
+    return np.maximum(mean + sigma * rng.standard_normal(w.shape), 0.0)
+
+
+def apply_drift(w: np.ndarray, nu: np.ndarray, t_since_program_s: float, drift: Drift) -> np.ndarray:
+    """`w (t / t0)^-ν` for `t > t0`, `w` unchanged for `t <= t0` or `model: none` (new array)."""
+    w = np.asarray(w, dtype=np.float64)
+    if drift.model == "none" or t_since_program_s <= drift.t0_s:
+        return w.copy()
+    return w * (t_since_program_s / drift.t0_s) ** (-np.asarray(nu, dtype=np.float64))
+
+
+# ---------------------------------------------------------------- read noise
+def pcm_read_noise_sigma(w: np.ndarray, w_max: float, t_read_s: float, t_s: float) -> np.ndarray:
+    """σ of PCM 1/f read noise: `Q_s |w| sqrt(ln((t + t_read) / (2 t_read)))` (CHIPS.md).
+
+    `Q_s = min(0.0088 / g_rel^0.65, 0.2)`, `g_rel = |w| / w_max`; the logarithm is floored at 0
+    (no noise for t <= t_read).
+    """
+    a = np.abs(np.asarray(w, dtype=np.float64))
+    q_s = np.minimum(0.0088 / np.maximum(a / w_max, _G_REL_FLOOR) ** 0.65, 0.2)
+    return q_s * a * math.sqrt(max(math.log((t_s + t_read_s) / (2 * t_read_s)), 0.0))
+
+
+def read_noise(
+    w: np.ndarray, profile: ChipProfile, rng: np.random.Generator, t_since_program_s: float
+) -> np.ndarray:
+    """Weights as seen by one run, with a fresh draw of `profile.noise.read` (new array).
+
+    gaussian_absolute: `w + sigma N`; gaussian_relative: `w + sigma |w| N` (relative to |w|, like
+    programming noise; for noise relative to w_max use gaussian_absolute with sigma * w_max);
+    pcm_1f: `w + pcm_read_noise_sigma(w) N` at `t = max(t_since_program, drift.t0_s)`: the device
+    is read no earlier than the drift reference time t0, as aihwkit does.
+    """
+    read = profile.noise.read
+    w = np.asarray(w, dtype=np.float64)
+    if read.model == "none":
+        return w.copy()
+    if read.model == "gaussian_absolute":
+        return w + read.sigma * rng.standard_normal(w.shape)
+    if read.model == "gaussian_relative":
+        return w + read.sigma * np.abs(w) * rng.standard_normal(w.shape)
+    t_s = max(t_since_program_s, profile.noise.drift.t0_s)
+    sigma = pcm_read_noise_sigma(w, profile.weights.range[1], read.t_read_s, t_s)
+    return w + sigma * rng.standard_normal(w.shape)
+
+
+# ---------------------------------------------------------------- faults
+def draw_faults(shape: tuple[int, ...], faults: Faults, rng: np.random.Generator) -> np.ndarray:
+    """int8 fault codes, iid per synapse: 1 stuck-at-zero w.p. `stuck_at_zero`, 2 stuck-at-max
+    w.p. `stuck_at_max`, else 0 (ok). One uniform draw per synapse, always (stable streams)."""
+    u = rng.random(shape)
+    codes = np.zeros(shape, dtype=np.int8)
+    codes[u < faults.stuck_at_zero] = FAULT_STUCK_ZERO
+    codes[(u >= faults.stuck_at_zero) & (u < faults.stuck_at_zero + faults.stuck_at_max)] = FAULT_STUCK_MAX
+    return codes
+
+
+def apply_faults(w: np.ndarray, codes: np.ndarray, weights: Weights) -> np.ndarray:
+    """Stuck-at-zero synapses read 0, stuck-at-max ones read `+weights.range[1]` (new array)."""
+    w = np.asarray(w, dtype=np.float64)
+    if w.shape != codes.shape:
+        raise ChipError(f"apply_faults: fault codes of shape {codes.shape} for weights of shape {w.shape}")
+    out = np.where(codes == FAULT_STUCK_ZERO, 0.0, w)
+    return np.where(codes == FAULT_STUCK_MAX, weights.range[1], out)
+
+
+# ---------------------------------------------------------------- neuron mismatch
+def draw_mismatch(n: int, mismatch: Mismatch, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Per-neuron multipliers `1 + sigma N`, clipped to >= 0.05, for "tau", "threshold", "gain".
+
+    Drawn in that order, always all three (a zero sigma gives ones, the stream stays stable).
+    """
+    return {
+        name: np.maximum(1.0 + getattr(mismatch, name) * rng.standard_normal(n), MISMATCH_FLOOR)
+        for name in ("tau", "threshold", "gain")
+    }
+
+
+# ---------------------------------------------------------------- event caps
+def cap_events(z: np.ndarray, cap: int | None) -> tuple[np.ndarray, int]:
+    """Keep per leading index the first `cap` events of `z[..., N]` in neuron-index order.
+
+    Returns (kept events, same dtype as `z`; number of dropped events). `cap` None: no limit.
+    """
+    z = np.asarray(z)
+    if cap is None:
+        return z.copy(), 0
+    fired = z != 0
+    kept = fired & (np.cumsum(fired, axis=-1) <= cap)
+    return np.where(kept, z, np.zeros((), dtype=z.dtype)), int(fired.sum() - kept.sum())
