@@ -100,7 +100,9 @@ class ReadNoise(Section):
     """Noise drawn afresh on every run."""
 
     model: Literal["none", "gaussian_absolute", "gaussian_relative", "pcm_1f"] = "none"
-    sigma: NonNeg = 0.0
+    sigma: NonNeg = Field(
+        0.0, description="absolute: model units; relative: fraction of |w|; pcm_1f: periphery noise / w_max"
+    )
     t_read_s: Positive = Field(250e-9, description="pcm_1f: integration time of one read")
 
 

@@ -199,8 +199,10 @@ def read_noise(
 
     gaussian_absolute: `w + sigma N`; gaussian_relative: `w + sigma |w| N` (relative to |w|, like
     programming noise; for noise relative to w_max use gaussian_absolute with sigma * w_max);
-    pcm_1f: `w + pcm_read_noise_sigma(w) N` at `t = max(t_since_program, drift.t0_s)`: the device
-    is read no earlier than the drift reference time t0, as aihwkit does.
+    pcm_1f: `w + pcm_read_noise_sigma(w) N1 + sigma w_max N2` at `t = max(t_since_program,
+    drift.t0_s)`: the device's 1/f noise (the device is read no earlier than the drift reference
+    time t0, as aihwkit does) plus the periphery's weight read noise, relative to w_max (aihwkit's
+    hardware-aware preset: 0.0175).
     """
     read = profile.noise.read
     w = np.asarray(w, dtype=np.float64)
@@ -211,8 +213,9 @@ def read_noise(
     if read.model == "gaussian_relative":
         return w + read.sigma * np.abs(w) * rng.standard_normal(w.shape)
     t_s = max(t_since_program_s, profile.noise.drift.t0_s)
-    sigma = pcm_read_noise_sigma(w, profile.weights.range[1], read.t_read_s, t_s)
-    return w + sigma * rng.standard_normal(w.shape)
+    w_max = profile.weights.range[1]
+    device = pcm_read_noise_sigma(w, w_max, read.t_read_s, t_s) * rng.standard_normal(w.shape)
+    return w + device + read.sigma * w_max * rng.standard_normal(w.shape)
 
 
 # ---------------------------------------------------------------- faults

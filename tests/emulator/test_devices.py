@@ -220,6 +220,15 @@ def test_pcm_1f_read_noise_sigma() -> None:
     assert devices.pcm_read_noise_sigma(np.array([0.0]), 1.0, 250e-9, 100.0)[0] == 0.0
 
 
+def test_pcm_1f_adds_periphery_noise_relative_to_w_max() -> None:
+    w_max, sigma, t = 2.0, 0.0175, 1000.0
+    p = profile(read=ReadNoise(model="pcm_1f", sigma=sigma)).with_overrides({"weights.range": [-w_max, w_max]})
+    w = np.full(100_000, 0.5 * w_max)
+    device = float(devices.pcm_read_noise_sigma(np.array(0.5 * w_max), w_max, 250e-9, t))
+    expect = math.hypot(device, sigma * w_max)
+    assert devices.read_noise(w, p, rng(11), t).std() == pytest.approx(expect, rel=0.03)
+
+
 # ---------------------------------------------------------------- faults
 def test_fault_fractions_within_three_sigma() -> None:
     faults = Faults(stuck_at_zero=0.02, stuck_at_max=0.005)
