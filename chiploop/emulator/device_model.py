@@ -47,7 +47,6 @@ class NeuronConstants:
     mem_o: np.ndarray
     syn_o: np.ndarray
     threshold_o: np.ndarray
-    gain_o: np.ndarray
     syn_enabled: bool
 
 
@@ -80,7 +79,8 @@ def neuron_constants(
 ) -> NeuronConstants:
     """Constants of the hidden `[H]` and output `[O]` neurons under `profile`.
 
-    `mismatch`: multipliers "tau", "threshold", "gain" of length H + O (hidden first), as
+    `mismatch`: multipliers "tau", "threshold", "gain" of length H + O (hidden first; the output
+    layer takes no gain, docs/dynamics.md, so its gain entries are unused), as
     `devices.draw_mismatch` returns; None = nominal. The tau multiplier scales every time
     constant of that neuron. ALIF (`neuron.model: alif`): the first `round(fraction * H)` hidden
     neurons (half away from zero) get `beta = adaptation.beta`, the others 0; LIF: all 0.
@@ -120,7 +120,6 @@ def neuron_constants(
         mem_o=_frozen(_decay(neuron.tau_out_s * tau_m[h:], profile)),
         syn_o=_frozen(syn[h:]),
         threshold_o=_frozen(threshold[h:]),
-        gain_o=_frozen(gain[h:]),
         syn_enabled=neuron.tau_syn_s > 0,
     )
 
@@ -243,6 +242,17 @@ class DeviceModel:
                 noisy = devices.round_half_away(noisy).astype(np.int64)
             out[name] = noisy
         return out
+
+    def reseed_noise(self, key: int | list[int]) -> None:
+        """Restart the rounding, programming, drift and read streams from `SeedSequence(key)`.
+
+        Frozen state (mismatch, faults, programmed weights, clock) is kept. The Trainer calls this at
+        every epoch start, so a resumed run draws the same noise as an uninterrupted one.
+        """
+        streams = np.random.SeedSequence(key).spawn(4)
+        self._rng_round, self._rng_prog, self._rng_drift, self._rng_read = (
+            np.random.default_rng(s) for s in streams
+        )
 
     def advance_time(self, seconds: float) -> None:
         """Let the chip clock run `seconds` (>= 0, finite)."""

@@ -136,7 +136,7 @@ def unroll(
     alpha, kappa, rho = (tensor(ar.factor(a)) for a in (c.mem_h, c.syn_h, c.ada_h))
     alpha_o, kappa_o = tensor(ar.factor(c.mem_o)), tensor(ar.factor(c.syn_o))
     theta, gain, beta = tensor(c.threshold_h), tensor(c.gain_h), tensor(c.beta_h)
-    theta_o, gain_o = tensor(c.threshold_o), tensor(c.gain_o)
+    theta_o = tensor(c.threshold_o)
     spiking_out = model.spec.readout == "spiking"
     subtract = c.reset == "subtract"
     cap = model.profile.limits.max_spikes_per_step
@@ -175,7 +175,6 @@ def unroll(
         b_h = ar.sat(ar.decay(b_h, rho) + beta * fired)
         z = fired if rec["hidden"] is not None else cap_spikes(fired, cap)
         # readout layer
-        s_o = ar.gain(s_o, gain_o)
         i_o = ar.sat(ar.decay(i_o, kappa_o) + s_o) if c.syn_enabled else s_o
         v_new = ar.sat(ar.decay(v_o, alpha_o) + i_o)
         if spiking_out:
