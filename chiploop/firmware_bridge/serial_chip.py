@@ -1,0 +1,356 @@
+"""SerialChip: the Chip protocol over a Link to a board speaking docs/protocol.md.
+
+The host keeps the device model (quantization, device noise, mismatch: `DeviceModel(profile, spec,
+seed)`) and sends the board its weights (integers, or float32 under float arithmetic) and per-neuron
+constants; the board runs the dynamics of docs/dynamics.md. Weights go to the board's shadow buffer
+and become active only with a CRC-checked COMMIT.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from chiploop.chip_profiles.model import ChipProfile
+from chiploop.emulator.chip import Recording
+from chiploop.emulator.device_model import DeviceModel, NeuronConstants, validate_inputs
+from chiploop.emulator.network import NetworkSpec
+from chiploop.errors import ChipError
+from chiploop.firmware_bridge.link import Link, NakError
+from chiploop.firmware_bridge.protocol import (
+    COMMIT,
+    INPUT_HEAD,
+    OUTPUT_HEAD,
+    PARAM_HEAD,
+    READ_OUTPUT,
+    READ_WEIGHTS,
+    RESET,
+    RUN,
+    WEIGHT_CAP,
+    WEIGHTS_HEAD,
+    Buffer,
+    Cap,
+    ConfigFlag,
+    ConfigNet,
+    Done,
+    DType,
+    HelloAck,
+    Matrix,
+    Msg,
+    Nak,
+    Vector,
+    unpack_head,
+    weights_crc,
+)
+
+MATRICES = {
+    "in_hidden": Matrix.IN_HIDDEN,
+    "hidden_hidden": Matrix.HIDDEN_HIDDEN,
+    "hidden_out": Matrix.HIDDEN_OUT,
+}
+RUN_TIMEOUT_PER_TICK_S = 1e-3
+
+
+class SerialChip:
+    """A board at `url` (device path or pyserial URL) running `spec` under `profile`.
+
+    Raises ChipError naming the port when the board cannot host the network (nothing is written
+    then), LinkError when the link fails.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        profile: ChipProfile,
+        spec: NetworkSpec,
+        seed: int = 0,
+        baud: int = 115200,
+        timeout: float | None = None,
+    ) -> None:
+        self.url, self.profile, self.spec = url, profile, spec
+        self.fixed = profile.arithmetic.kind == "fixed"
+        self.device = DeviceModel(profile, spec, seed)
+        self.link = Link(url, baud=baud, timeout=timeout)
+        self._board_weights: dict[str, np.ndarray] | None = None  # what we know is active on the board
+        self._generation = 0  # committed on the board
+        self._last_generation = 0  # last one used: a failed upload's shadow is never reused
+        self._wire_dtype = DType.I32 if self.fixed else self._weight_dtype({})
+        try:
+            problem = self._cannot_host(self.link.info)
+            if problem:
+                raise ChipError(f"{url}: the board cannot host this network: {problem}")
+            self._configure()
+        except BaseException:
+            self.link.close()
+            raise
+
+    # ------------------------------------------------------------------ Chip protocol
+    def write_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Program weights through the device model; they reach the board before the next run."""
+        self.device.write(weights)
+
+    def read_weights(self) -> dict[str, np.ndarray]:
+        """Effective weights of the device model (quantized, noisy, drifted; no read noise)."""
+        return self.device.read()
+
+    def run(self, inputs: np.ndarray, record_v: bool = True) -> Recording:
+        """Run `[B, T, n_in]` 0/1 rasters on the board, each sample from rest."""
+        start = time.perf_counter()
+        x = validate_inputs(inputs, self.spec)
+        self._upload(self.device.for_run())
+        per_sample = [self._run_sample(sample, record_v) for sample in x]
+        spikes = {"hidden": np.stack([s["hidden"] for s, _, _ in per_sample])}
+        if self.spec.readout == "spiking":
+            spikes["out"] = np.stack([s["out"] for s, _, _ in per_sample])
+        v = {k: np.stack([vs[k] for _, vs, _ in per_sample]) for k in ("hidden", "out")} if record_v else {}
+        meta = {
+            "dropped_spikes": sum(d for _, _, d in per_sample),
+            "weights_generation": self.device.generation,
+            "wall_time_s": time.perf_counter() - start,
+            "board_generation": self._generation,
+        }
+        return Recording(spikes=spikes, v=v, meta=meta)
+
+    def advance_time(self, seconds: float) -> None:
+        """Let the chip clock run (drift is modelled on the host)."""
+        self.device.advance_time(seconds)
+
+    def close(self) -> None:
+        self.link.close()
+
+    # ------------------------------------------------------------------ board access
+    def board_weights(self) -> dict[str, np.ndarray]:
+        """The weights active on the board, read back over the link.
+
+        int64 under fixed arithmetic; float64 under float (float32 from a board without `W_F64`).
+        Reads in the wire format of this chip's last upload, so it takes as many frames.
+        """
+        out, dtype = {}, self._wire_dtype
+        size = dtype.np.itemsize
+        step = (self.link.max_payload - WEIGHTS_HEAD.size) // size
+        for name, (pre, post) in self.spec.weight_shapes().items():
+            spans = [(off, min(step, pre * post - off)) for off in range(0, pre * post, step)]
+            requests = [(Msg.READ_WEIGHTS, READ_WEIGHTS.pack(MATRICES[name], dtype, *span)) for span in spans]
+            chunks = []
+            for (off, n), reply in zip(spans, self.link.request_many(requests), strict=True):
+                (_, _, _, got_off), data = unpack_head(WEIGHTS_HEAD, reply.payload)
+                if got_off != off or len(data) != size * n:
+                    raise ChipError(f"{self.url}: WEIGHTS answer for offset {got_off}, {len(data)} bytes; "
+                                    f"expected offset {off}, {size * n} bytes")  # fmt: skip
+                chunks.append(np.frombuffer(data, dtype.np))
+            out[name] = np.concatenate(chunks).astype(self._store).reshape(pre, post)
+        return out
+
+    # ------------------------------------------------------------------ internals
+    def _cannot_host(self, info: HelloAck) -> str:
+        spec, ar, c = self.spec, self.profile.arithmetic, self.device.constants
+        caps = info.caps
+        synapses = sum(a * b for a, b in spec.weight_shapes().values())
+        decay_cap = Cap.DECAY_SHIFT if ar.decay == "shift" else Cap.DECAY_MULTIPLIER
+        limits = self.profile.limits
+        checks = [
+            ((Cap.FIXED if self.fixed else Cap.FLOAT) not in caps, f"no {ar.kind} arithmetic"),
+            (spec.n_neurons > info.max_neurons, f"{spec.n_neurons} neurons, board max {info.max_neurons}"),
+            (spec.n_in > info.max_inputs, f"{spec.n_in} inputs, board max {info.max_inputs}"),
+            (synapses > info.max_synapses, f"{synapses} synapses, board max {info.max_synapses}"),
+            (self.fixed and ar.state_bits > info.max_state_bits,
+             f"state_bits {ar.state_bits}, max {info.max_state_bits}"),
+            (self.fixed and ar.decay_bits > info.max_decay_bits,
+             f"decay_bits {ar.decay_bits}, max {info.max_decay_bits}"),
+            (self.fixed and decay_cap not in caps, f"no {ar.decay} decay"),
+            (spec.recurrent and Cap.RECURRENT not in caps, "no recurrent layer"),
+            (spec.readout == "spiking" and Cap.SPIKING_READOUT not in caps, "no spiking readout"),
+            (bool(np.any(c.beta_h)) and Cap.ALIF not in caps, "no adaptive (ALIF) neurons"),
+            (bool(np.any(c.gain_h != 1.0)) and Cap.GAIN not in caps, "no per-neuron gain"),
+            ((limits.max_spikes_per_step or limits.max_input_spikes_per_step) and Cap.SPIKE_CAP not in caps,
+             "no spike caps"),
+            (not caps & (Cap.W_I8 | Cap.W_I16 | Cap.W_I32 if self.fixed else Cap.W_F32 | Cap.W_F64),
+             "no weight format"),
+        ]  # fmt: skip
+        return next((msg for bad, msg in checks if bad), "")
+
+    def _configure(self) -> None:
+        try:
+            self.link.request(
+                Msg.CONFIG_NET, wire_config(self.profile, self.spec, self.device.constants).pack()
+            )
+        except NakError as exc:
+            if exc.code == Nak.CAPABILITY:
+                raise ChipError(f"{self.url}: the board cannot host this network: {exc.text}") from None
+            raise
+        requests = []
+        for vec, values in wire_params(self.device.constants).items():
+            dtype = DType.F64 if vec == Vector.HID_GAIN or not self.fixed else DType.I32
+            data = self._as_wire(values, dtype, vec.name)
+            step = (self.link.max_payload - PARAM_HEAD.size) // dtype.np.itemsize
+            for off in range(0, len(data), step):
+                chunk = data[off : off + step]
+                requests.append((Msg.WRITE_PARAM, PARAM_HEAD.pack(vec, dtype, off) + chunk.tobytes()))
+        self.link.request_many(requests)
+        self._board_weights = {
+            name: np.zeros(shape, self._store) for name, shape in self.spec.weight_shapes().items()
+        }
+
+    def _as_wire(self, values: np.ndarray, dtype: DType, what: str) -> np.ndarray:
+        if dtype.np.kind == "i":
+            info = np.iinfo(dtype.np)
+            if values.size and (values.min() < info.min or values.max() > info.max):
+                raise ChipError(
+                    f"{self.url}: {what} values {values.min()}..{values.max()} exceed {dtype.name}"
+                )
+        return values.astype(dtype.np)
+
+    def _upload(self, weights: dict[str, np.ndarray]) -> None:
+        """Make `weights` the board's active weights (skips the upload when they already are)."""
+        blob = {name: np.asarray(w, dtype=self._store) for name, w in weights.items()}
+        known = self._board_weights
+        if known is not None and all(np.array_equal(blob[k], known[k]) for k in blob):
+            return
+        dtype = self._weight_dtype(blob)
+        gen = self._last_generation = self._last_generation % 0xFFFF + 1
+        crc = weights_crc([blob[name] for name in self.spec.weight_shapes()], fixed=self.fixed)
+        for delta in (True, False):  # delta upload needs the board to hold what we think; else send all
+            self._send_weights(blob, dtype, gen, known if delta else None)
+            try:
+                self.link.request(Msg.COMMIT, COMMIT.pack(gen, crc))
+                break
+            except NakError as exc:
+                if exc.code != Nak.CRC_MISMATCH or not delta or known is None:
+                    raise
+        self._generation, self._board_weights, self._wire_dtype = gen, blob, dtype
+
+    @property
+    def _store(self) -> type:
+        """Host copy of the board's weights: int64 (fixed), float64 or float32 (what the board takes)."""
+        if self.fixed:
+            return np.int64
+        return np.float64 if Cap.W_F64 in self.link.info.caps else np.float32
+
+    def _weight_dtype(self, blob: dict[str, np.ndarray]) -> DType:
+        if not self.fixed:
+            return DType.F64 if Cap.W_F64 in self.link.info.caps else DType.F32
+        lo = min(int(w.min()) for w in blob.values())
+        hi = max(int(w.max()) for w in blob.values())
+        for dtype in (DType.I8, DType.I16, DType.I32):
+            info = np.iinfo(dtype.np)
+            if info.min <= lo and hi <= info.max and WEIGHT_CAP[dtype] in self.link.info.caps:
+                return dtype
+        raise ChipError(f"{self.url}: weights {lo}..{hi} fit no integer format the board takes")
+
+    def _send_weights(
+        self, blob: dict[str, np.ndarray], dtype: DType, gen: int, known: dict[str, np.ndarray] | None
+    ) -> None:
+        step = (self.link.max_payload - WEIGHTS_HEAD.size) // dtype.np.itemsize
+        requests = []
+        for name, w in blob.items():
+            flat, old = w.reshape(-1), None if known is None else known[name].reshape(-1)
+            for off in range(0, flat.size, step):
+                chunk = flat[off : off + step]
+                if old is not None and np.array_equal(chunk, old[off : off + step]):
+                    continue
+                head = WEIGHTS_HEAD.pack(MATRICES[name], dtype, gen, off)
+                requests.append((Msg.WRITE_WEIGHTS, head + chunk.astype(dtype.np).tobytes()))
+        self.link.request_many(requests)
+
+    def _run_sample(self, x: np.ndarray, record_v: bool) -> tuple[dict, dict, int]:
+        """One raster `[T, n_in]` from rest: (spikes, v, dropped events)."""
+        spec, info, link = self.spec, self.link.info, self.link
+        in_bytes = (spec.n_in + 7) // 8
+        hb, ob = (spec.n_hidden + 7) // 8, (spec.n_out + 7) // 8
+        per_tick = in_bytes + hb + ob + (4 * spec.n_neurons if record_v else 0)
+        chunk = max(1, min(info.max_ticks, info.buffer_bytes // per_tick))
+        link.request(Msg.RESET, RESET.pack(0))
+        parts: dict[Buffer, list[bytes]] = {b: [] for b in Buffer}
+        dropped = 0
+        for t0 in range(0, len(x), chunk):
+            raster = x[t0 : t0 + chunk]
+            n = len(raster)
+            bits = np.packbits(raster, axis=1, bitorder="little").tobytes()
+            self._write_input(bits)
+            timeout = link.timeout + n * RUN_TIMEOUT_PER_TICK_S
+            done = Done.unpack(link.request(Msg.RUN, RUN.pack(n, int(record_v)), timeout=timeout).payload)
+            dropped = done.dropped_spikes
+            sizes = {Buffer.HIDDEN_SPIKES: n * hb}
+            if spec.readout == "spiking":
+                sizes[Buffer.OUT_SPIKES] = n * ob
+            if record_v:
+                sizes |= {Buffer.HIDDEN_V: n * 4 * spec.n_hidden, Buffer.OUT_V: n * 4 * spec.n_out}
+            for buf, data in self._read_outputs(sizes).items():
+                parts[buf].append(data)
+        T = len(x)
+
+        def bitmaps(buf: Buffer, n: int) -> np.ndarray:
+            raw = np.frombuffer(b"".join(parts[buf]), np.uint8).reshape(T, -1)
+            return np.unpackbits(raw, axis=1, count=n, bitorder="little")
+
+        spikes = {"hidden": bitmaps(Buffer.HIDDEN_SPIKES, spec.n_hidden)}
+        if spec.readout == "spiking":
+            spikes["out"] = bitmaps(Buffer.OUT_SPIKES, spec.n_out)
+        v = {}
+        if record_v:
+            for key, buf, n in (
+                ("hidden", Buffer.HIDDEN_V, spec.n_hidden),
+                ("out", Buffer.OUT_V, spec.n_out),
+            ):
+                raw = np.frombuffer(b"".join(parts[buf]), "<i4" if self.fixed else "<f4").reshape(T, n)
+                v[key] = raw.astype(np.int64 if self.fixed else np.float32)
+        return spikes, v, dropped
+
+    def _write_input(self, data: bytes) -> None:
+        step = self.link.max_payload - INPUT_HEAD.size
+        chunks = [INPUT_HEAD.pack(off) + data[off : off + step] for off in range(0, len(data), step)]
+        self.link.request_many([(Msg.INPUT, chunk) for chunk in chunks])
+
+    def _read_outputs(self, sizes: dict[Buffer, int]) -> dict[Buffer, bytes]:
+        """Read `size` bytes of each output buffer, all requests in one pipelined batch."""
+        step = self.link.max_payload - OUTPUT_HEAD.size
+        spans = [(buf, off, min(step, n - off)) for buf, n in sizes.items() for off in range(0, n, step)]
+        replies = self.link.request_many([(Msg.READ_OUTPUT, READ_OUTPUT.pack(*span)) for span in spans])
+        out = {buf: bytearray() for buf in sizes}
+        for (buf, off, n), reply in zip(spans, replies, strict=True):
+            (got_buf, got_off), data = unpack_head(OUTPUT_HEAD, reply.payload)
+            if (got_buf, got_off, len(data)) != (buf, off, n):
+                raise ChipError(f"{self.url}: OUTPUT answer (buffer, offset, bytes) "
+                                f"{(got_buf, got_off, len(data))}, expected {(buf, off, n)}")  # fmt: skip
+            out[buf] += data
+        return {buf: bytes(data) for buf, data in out.items()}
+
+
+def wire_config(profile: ChipProfile, spec: NetworkSpec, c: NeuronConstants) -> ConfigNet:
+    """The CONFIG_NET payload (docs/protocol.md §4.2) for a network under `profile`."""
+    flags = (
+        ConfigFlag.RECURRENT * spec.recurrent
+        | ConfigFlag.SPIKING_READOUT * (spec.readout == "spiking")
+        | ConfigFlag.RESET_ZERO * (c.reset == "zero")
+        | ConfigFlag.FLOAT * (c.arithmetic == "float")
+    )
+    return ConfigNet(
+        spec.n_in, spec.n_hidden, spec.n_out, int(flags), int(c.decay == "shift"), c.state_bits,
+        c.decay_bits, c.refractory_steps, profile.limits.max_spikes_per_step or 0,
+        profile.limits.max_input_spikes_per_step or 0,
+    )  # fmt: skip
+
+
+def wire_params(c: NeuronConstants) -> dict[Vector, np.ndarray]:
+    """The WRITE_PARAM vectors (§4.3) of neuron constants.
+
+    Fixed arithmetic: NeuronConstants holds the decay multiplier `2^q - d` (or the shift s); the wire
+    carries d (or s). Float arithmetic: the decay factors themselves.
+    """
+
+    def code(constant: np.ndarray) -> np.ndarray:
+        multiplier = c.arithmetic == "fixed" and c.decay == "multiplier"
+        return (1 << c.decay_bits) - constant if multiplier else np.asarray(constant)
+
+    return {
+        Vector.HID_D_MEM: code(c.mem_h),
+        Vector.HID_D_SYN: code(c.syn_h),
+        Vector.HID_D_ADA: code(c.ada_h),
+        Vector.HID_THRESHOLD: np.asarray(c.threshold_h),
+        Vector.HID_BETA: np.asarray(c.beta_h),
+        Vector.HID_GAIN: np.asarray(c.gain_h),
+        Vector.OUT_D_MEM: code(c.mem_o),
+        Vector.OUT_D_SYN: code(c.syn_o),
+        Vector.OUT_THRESHOLD: np.asarray(c.threshold_o),
+    }
