@@ -13,6 +13,10 @@ from typer.core import TyperGroup
 from chiploop import __version__
 from chiploop.chip_profiles.cli import app as profiles_app
 from chiploop.errors import ChiploopError
+from chiploop.firmware_bridge.cli import app as board_app
+from chiploop.training.characterize_cli import characterize_command
+from chiploop.training.cli import train_command
+from chiploop.training.recipes.cli import app as reproduce_app
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -25,7 +29,7 @@ class _UserErrorsAsOneLine(TyperGroup):
             return super().invoke(ctx)
         except ChiploopError as exc:
             err_console.print(f"error: {exc}", markup=False)
-            raise click.exceptions.Exit(2) from None
+            raise typer.Exit(2) from None  # typer vendors click: click's own Exit is not caught
 
 
 app = typer.Typer(
@@ -35,6 +39,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(profiles_app, name="profiles")
+app.add_typer(board_app, name="board")
+app.add_typer(reproduce_app, name="reproduce")
+app.command("characterize")(characterize_command)
+app.command("train")(train_command)
 
 
 def _print_version(value: bool) -> None:

@@ -1,0 +1,218 @@
+"""BrianChip: the default emulator — docs/dynamics.md run by Brian2, a whole batch per simulation.
+
+The network of a batch (B block-diagonal copies, see `brian_net`) is compiled once per `Shape` in
+Brian2's `cpp_standalone` mode and cached on disk (`brian_cache`); each run only writes two small
+files (params row incl. shared weights, bit-packed input raster), runs the binary and reads the
+spike monitors back (`brian_run`). Device non-idealities come from `DeviceModel`; the hidden spike
+cap acts inside the simulation (a per-sample counter gates delivery) and is mirrored on the host
+for the recorded spikes. Without a C++ compiler Brian2's runtime mode is used (warned once).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from chiploop.chip_profiles.model import ChipProfile
+from chiploop.chip_profiles.rules import check_network
+from chiploop.emulator.brian_cache import compiler_available, default_cache_dir, ensure_project
+from chiploop.emulator.brian_net import Shape, masks_key
+from chiploop.emulator.brian_run import RawRun, RuntimeNetwork, pack_params, pack_raster, run_compiled
+from chiploop.emulator.chip import Recording
+from chiploop.emulator.device_model import DeviceModel, validate_inputs
+from chiploop.emulator.devices import cap_events
+from chiploop.emulator.network import NetworkSpec
+from chiploop.errors import ChipError
+
+_warned_runtime = False
+
+
+def _dense(index: np.ndarray, step: np.ndarray, batch: int, steps: int, n: int) -> np.ndarray:
+    """Spike (global index, step) pairs -> uint8 `[batch, steps, n]`."""
+    z = np.zeros((batch, steps, n), dtype=np.uint8)
+    z[index // n, step, index % n] = 1
+    return z
+
+
+def _check_masks(connectivity: dict[str, np.ndarray] | None, spec: NetworkSpec) -> dict[str, np.ndarray]:
+    """Connectivity masks as read-only bool arrays, checked against the spec's layers and shapes."""
+    if connectivity is None:
+        return {}
+    shapes = spec.weight_shapes()
+    masks = {}
+    for name, mask in connectivity.items():
+        if name not in shapes:
+            raise ChipError(f"connectivity: expected layers among {sorted(shapes)}, got {name!r}")
+        m = np.array(mask, dtype=bool)
+        if m.shape != shapes[name]:
+            raise ChipError(f"connectivity['{name}']: expected shape {shapes[name]}, got {m.shape}")
+        m.setflags(write=False)
+        masks[name] = m
+    return masks
+
+
+class BrianChip:
+    """The Chip protocol on Brian2 (see module docstring).
+
+    batch_size: compiled batch; larger batches run in chunks, smaller ones are zero-padded.
+    None: compile for the first batch seen and pad later smaller batches to the nearest compiled one.
+    cache_dir: compiled projects (default `~/.cache/chiploop/brian`, or `$CHIPLOOP_CACHE/brian`).
+    connectivity: bool masks `[pre, post]` per layer, fixed for the chip (a routing table): only
+    their pairs are synapses, so a sparse network costs its synapses, not pre x post. Weights
+    outside a mask must be written as 0 and read back as 0 (device noise is not emulated there).
+    force_runtime: Brian2's runtime mode even where a compiler exists (slow; for tests).
+    Raises DesignRuleError when `spec` breaks the profile's limits.
+    """
+
+    def __init__(
+        self,
+        profile: ChipProfile,
+        spec: NetworkSpec,
+        seed: int = 0,
+        batch_size: int | None = None,
+        cache_dir: Path | None = None,
+        *,
+        connectivity: dict[str, np.ndarray] | None = None,
+        force_runtime: bool = False,
+    ) -> None:
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ChipError(f"batch_size: expected a positive int or None, got {batch_size!r}")
+        check_network(profile, spec)
+        self.profile, self.spec, self.batch_size = profile, spec, batch_size
+        self.masks = _check_masks(connectivity, spec)
+        self.device = DeviceModel(profile, spec, seed)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.compiled = not force_runtime and compiler_available()
+        if not self.compiled and not force_runtime:
+            global _warned_runtime
+            if not _warned_runtime:
+                warnings.warn("no C++ compiler found: BrianChip falls back to Brian2's slow runtime mode",
+                              RuntimeWarning, stacklevel=2)
+                _warned_runtime = True
+        self._projects: dict[Shape, Path | RuntimeNetwork] = {}
+        self._closed = False
+
+    # -- Chip protocol --------------------------------------------------------------------------
+    def write_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Program weights (validated first: on error the previous weights stay)."""
+        self._check_open()
+        valid = self.device.validate_weights(weights)
+        for name, mask in self.masks.items():
+            outside = int(np.count_nonzero(valid[name][~mask]))
+            if outside:
+                raise ChipError(
+                    f"weights['{name}']: expected 0 outside the connectivity mask, got {outside} non-zero"
+                )
+        self.device.write(weights)
+
+    def read_weights(self) -> dict[str, np.ndarray]:
+        """Effective weights now on the chip (no read noise; 0 where the connectivity has no synapse)."""
+        weights = self.device.read()
+        return {name: w * self.masks[name] if name in self.masks else w for name, w in weights.items()}
+
+    def advance_time(self, seconds: float) -> None:
+        """Let the chip clock run (drift)."""
+        self.device.advance_time(seconds)
+
+    def close(self) -> None:
+        """Forget compiled-network handles (the disk cache stays for later processes)."""
+        self._projects.clear()
+        self._closed = True
+
+    def run(self, inputs: np.ndarray, record_v: bool = True) -> Recording:
+        """Run a batch `[B, T, n_in]` from rest: one simulation per compiled batch of samples.
+
+        meta: dropped_spikes (hidden + input events, as the twin counts), dropped_hidden_spikes,
+        dropped_input_spikes, weights_generation, wall_time_s, compile_time_s (0 on a warm cache),
+        sim_time_s (file I/O + binary), backend ("cpp_standalone" or "runtime").
+        """
+        self._check_open()
+        start = time.perf_counter()
+        x = validate_inputs(inputs, self.spec)
+        limits = self.profile.limits
+        x, dropped_in = cap_events(x, limits.max_input_spikes_per_step)
+        b_total, steps, _ = x.shape
+        weights = self.device.for_run()
+        c = self.device.constants
+        spiking = self.spec.readout == "spiking"
+        shape = self._shape(self._compiled_batch(b_total, steps, record_v), steps, record_v)
+        t0 = time.perf_counter()
+        backend = self._backend(shape)
+        compile_s, sim_s = time.perf_counter() - t0, 0.0
+        params = pack_params(shape, c, weights, spiking, limits.max_spikes_per_step)
+        chunks = []
+        for lo in range(0, b_total, shape.batch):
+            part = x[lo : lo + shape.batch]
+            raster = pack_raster(part, shape)
+            t0 = time.perf_counter()
+            if isinstance(backend, RuntimeNetwork):
+                raw = backend.run(params, raster)
+            else:
+                raw = run_compiled(backend, shape, params, raster, c.arithmetic == "fixed")
+            sim_s += time.perf_counter() - t0
+            chunks.append(self._unpack(raw, shape, part.shape[0], record_v, c.arithmetic == "fixed"))
+        z_raw = np.concatenate([ch[0] for ch in chunks])
+        z_h, dropped = cap_events(z_raw, limits.max_spikes_per_step)
+        spikes = {"hidden": z_h}
+        if spiking:
+            spikes["out"] = np.concatenate([ch[1] for ch in chunks])
+        v = {}
+        if record_v:
+            v = {"hidden": np.concatenate([ch[2] for ch in chunks]),
+                 "out": np.concatenate([ch[3] for ch in chunks])}
+        meta = {
+            "dropped_spikes": int(dropped) + int(dropped_in),
+            "dropped_hidden_spikes": int(dropped),
+            "dropped_input_spikes": int(dropped_in),
+            "weights_generation": self.device.generation,
+            "wall_time_s": time.perf_counter() - start,
+            "compile_time_s": compile_s,
+            "sim_time_s": sim_s,
+            "backend": "cpp_standalone" if self.compiled else "runtime",
+        }
+        return Recording(spikes=spikes, v=v, meta=meta)
+
+    # -- internals ------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ChipError("BrianChip: expected an open chip, got one that was closed")
+
+    def _compiled_batch(self, b: int, steps: int, record_v: bool) -> int:
+        """batch_size, else the smallest batch >= b already compiled for this run's (T, record_v), else b."""
+        if self.batch_size is not None:
+            return self.batch_size
+        same_run = [s for s in self._projects if (s.steps, s.record_v) == (steps, record_v)]
+        sizes = [s.batch for s in same_run if s.batch >= b]
+        return min(sizes) if sizes else b
+
+    def _shape(self, batch: int, steps: int, record_v: bool) -> Shape:
+        s = self.spec
+        capped = self.profile.limits.max_spikes_per_step is not None
+        conn = masks_key(self.masks) if self.masks else ""
+        return Shape(batch, steps, s.n_in, s.n_hidden, s.n_out, s.recurrent, capped, bool(record_v), conn)
+
+    def _backend(self, shape: Shape) -> Path | RuntimeNetwork:
+        if shape not in self._projects:
+            masks = self.masks or None
+            if self.compiled:
+                self._projects[shape] = ensure_project(shape, self.cache_dir, masks)
+            else:
+                self._projects[shape] = RuntimeNetwork(shape, masks)
+        return self._projects[shape]
+
+    def _unpack(self, raw: RawRun, shape: Shape, b: int, record_v: bool, fixed: bool):
+        """RawRun of a (padded) compiled batch -> the first `b` samples' raw spikes and membranes."""
+        h, o, steps = shape.n_hidden, shape.n_out, shape.steps
+        z_h = _dense(raw.hidden_i, raw.hidden_step, shape.batch, steps, h)[:b]
+        z_o = _dense(raw.out_i, raw.out_step, shape.batch, steps, o)[:b]
+        if not record_v:
+            return z_h, z_o, None, None
+        if raw.v_hidden.shape[0] != steps:
+            raise ChipError(f"Brian2 run: expected {steps} recorded steps, got {raw.v_hidden.shape[0]}")
+        dtype = np.int64 if fixed else np.float32
+        v_h = raw.v_hidden.reshape(steps, shape.batch, h)[:, :b].transpose(1, 0, 2).astype(dtype)
+        v_o = raw.v_out.reshape(steps, shape.batch, o)[:, :b].transpose(1, 0, 2).astype(dtype)
+        return z_h, z_o, v_h, v_o

@@ -1,0 +1,159 @@
+"""A training run on disk: config.yaml, metrics.csv, timing.csv, checkpoint.pt, summary.json.
+
+`metrics.csv` holds only what the run computed (deterministic for a seed, byte for byte); wall-clock
+times go to `timing.csv`. The checkpoint is written atomically (temporary file + `os.replace`) and
+holds only tensors and plain Python values, so it loads with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from chiploop.errors import TrainingError
+
+CONFIG = "config.yaml"
+METRICS = "metrics.csv"
+TIMING = "timing.csv"
+CHECKPOINT = "checkpoint.pt"
+SUMMARY = "summary.json"
+
+METRIC_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_metric",
+    "test_loss",
+    "test_metric",
+    "spikes_per_neuron_per_sample",
+    "chip_runs",
+)
+TIMING_COLUMNS = ("epoch", "wall_chip_s", "wall_host_s")
+CHECKPOINT_FORMAT = 1
+_CHECKPOINT_KEYS = ("format", "epoch", "weights", "optimizer", "rng", "history", "timing")
+
+
+def default_run_dir(profile: str, task: str, estimator: str, seed: int, root: str | Path = "runs") -> Path:
+    """`runs/<profile>-<task>-<estimator>-<seed>`."""
+    return Path(root) / f"{profile}-{task}-{estimator}-{seed}"
+
+
+def format_value(value: Any) -> str:
+    """A CSV cell: ints as ints, floats with 6 significant digits (stable across runs)."""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int):
+        return str(value)
+    return format(float(value), ".6g")
+
+
+class RunDir:
+    """The files of one run directory; creates the directory on first write."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    # config ---------------------------------------------------------------------------------------
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True)
+        _atomic_write_text(self.file(CONFIG), text)
+
+    def read_config(self) -> dict[str, Any]:
+        path = self.file(CONFIG)
+        if not path.is_file():
+            raise TrainingError(f"no {CONFIG} in run directory {self.path}: expected a run to resume")
+        try:
+            config = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise TrainingError(f"{path} is not valid YAML: {exc}") from None
+        if not isinstance(config, dict):
+            raise TrainingError(f"{path} must hold a mapping, got {type(config).__name__}")
+        return config
+
+    # metrics and timing ---------------------------------------------------------------------------
+    def write_rows(self, name: str, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+        """(Re)write a whole CSV table; used at start and on resume."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        lines = [",".join(columns)] + [",".join(format_value(row[c]) for c in columns) for row in rows]
+        _atomic_write_text(self.file(name), "\n".join(lines) + "\n")
+
+    def append_row(self, name: str, columns: Sequence[str], row: Mapping[str, Any]) -> None:
+        with self.file(name).open("a") as fh:
+            fh.write(",".join(format_value(row[c]) for c in columns) + "\n")
+
+    def read_rows(self, name: str) -> list[dict[str, float]]:
+        """Rows of a CSV table as floats (`epoch` and `chip_runs` as ints)."""
+        with self.file(name).open(newline="") as fh:
+            return [
+                {k: int(v) if k in ("epoch", "chip_runs") else float(v) for k, v in row.items()}
+                for row in csv.DictReader(fh)
+            ]
+
+    # checkpoint -----------------------------------------------------------------------------------
+    def save_checkpoint(self, state: Mapping[str, Any]) -> None:
+        """Write `checkpoint.pt` atomically; `state` must hold the keys of `load_checkpoint`."""
+        missing = [k for k in _CHECKPOINT_KEYS if k not in state]
+        if missing:
+            raise TrainingError(f"checkpoint state lacks {missing}; expected keys {list(_CHECKPOINT_KEYS)}")
+        self.path.mkdir(parents=True, exist_ok=True)
+        target = self.file(CHECKPOINT)
+        tmp = target.with_name(f".{CHECKPOINT}.tmp-{os.getpid()}")
+        with tmp.open("wb") as fh:
+            torch.save(dict(state), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+
+    def has_checkpoint(self) -> bool:
+        return self.file(CHECKPOINT).is_file()
+
+    def load_checkpoint(self) -> dict[str, Any]:
+        """Load and check `checkpoint.pt`; never unpickles code (weights_only=True)."""
+        path = self.file(CHECKPOINT)
+        if not path.is_file():
+            raise TrainingError(f"no {CHECKPOINT} in {self.path}: nothing to resume from")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, zip errors...
+            raise TrainingError(
+                f"checkpoint {path} is corrupt or unsafe: {type(exc).__name__}: {exc}"
+            ) from None
+        if not isinstance(state, dict) or any(k not in state for k in _CHECKPOINT_KEYS):
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise TrainingError(
+                f"checkpoint {path} is corrupt: expected keys {list(_CHECKPOINT_KEYS)}, got {got}"
+            )
+        if state["format"] != CHECKPOINT_FORMAT:
+            raise TrainingError(
+                f"checkpoint {path} has format {state['format']!r}, expected {CHECKPOINT_FORMAT}"
+            )
+        bad = [k for k, w in state["weights"].items() if not isinstance(w, torch.Tensor)]
+        if bad or not isinstance(state["epoch"], int):
+            raise TrainingError(
+                f"checkpoint {path} is corrupt: weights {bad} or epoch {state['epoch']!r} invalid"
+            )
+        return state
+
+    # summary --------------------------------------------------------------------------------------
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(self.file(SUMMARY), json.dumps(dict(summary), indent=2, sort_keys=True) + "\n")
+
+    def read_summary(self) -> dict[str, Any]:
+        return json.loads(self.file(SUMMARY).read_text())
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,139 @@
+"""PNG figures of a sweep's results.csv: metric vs swept value, heatmap, bias vs variance, λ_max vs gap."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():  # noqa: ANN202 - matplotlib.pyplot, imported lazily with a headless backend
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _rows(results: Path) -> list[dict[str, str]]:
+    with results.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _num(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
+def _sorted_values(rows: list[dict[str, str]], field: str) -> list[str]:
+    values = sorted({r[field] for r in rows}, key=lambda v: (np.isnan(_num(v)), _num(v), v))
+    return values
+
+
+def plot_metric_vs_value(results: Path, field: str, out: Path, metric: str = "test_metric") -> Path:
+    """Metric (mean ± std over seeds and the other swept fields) against one swept field."""
+    plt = _pyplot()
+    rows = _rows(results)
+    values = _sorted_values(rows, field)
+    x = np.array([_num(v) for v in values])
+    numeric = not np.isnan(x).any()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for est in sorted({r["estimator"] for r in rows}):
+        per = [[_num(r[metric]) for r in rows if r["estimator"] == est and r[field] == v] for v in values]
+        mean = [np.mean(p) if p else np.nan for p in per]
+        std = [np.std(p) if p else np.nan for p in per]
+        ax.errorbar(
+            x if numeric else np.arange(len(values)), mean, yerr=std, marker="o", capsize=3, label=est
+        )
+    if not numeric:
+        ax.set_xticks(np.arange(len(values)), values)
+    ax.set_xlabel(field)
+    ax.set_ylabel(f"{metric} (mean ± std over seeds)")
+    ax.set_title(f"{metric} vs {field}")
+    ax.grid(alpha=0.3)
+    ax.legend(title="estimator")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_heatmap(
+    results: Path, fields: Sequence[str], estimator: str, out: Path, metric: str = "test_metric"
+) -> Path:
+    """Mean metric over seeds on the grid of two swept fields, for one estimator."""
+    plt = _pyplot()
+    rows = [r for r in _rows(results) if r["estimator"] == estimator]
+    fx, fy = fields
+    xs, ys = _sorted_values(rows, fx), _sorted_values(rows, fy)
+    grid = np.full((len(ys), len(xs)), np.nan)
+    for i, yv in enumerate(ys):
+        for j, xv in enumerate(xs):
+            cell = [_num(r[metric]) for r in rows if r[fx] == xv and r[fy] == yv]
+            if cell:
+                grid[i, j] = np.mean(cell)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    im = ax.imshow(grid, origin="lower", cmap="viridis", aspect="auto")
+    for i in range(len(ys)):
+        for j in range(len(xs)):
+            if not np.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", color="w", fontsize=8)
+    ax.set_xticks(np.arange(len(xs)), xs)
+    ax.set_yticks(np.arange(len(ys)), ys)
+    ax.set_xlabel(fx)
+    ax.set_ylabel(fy)
+    ax.set_title(f"{metric} ({estimator})")
+    fig.colorbar(im, ax=ax, label=metric)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def _scatter(results: Path, xcol: str, ycol: str, out: Path, title: str, logx: bool, logy: bool) -> Path:
+    plt = _pyplot()
+    rows = _rows(results)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for est in sorted({r["estimator"] for r in rows}):
+        pts = np.array([(_num(r[xcol]), _num(r[ycol])) for r in rows if r["estimator"] == est])
+        ax.scatter(pts[:, 0], pts[:, 1], label=est, alpha=0.8)
+    if logx:
+        ax.set_xscale("symlog", linthresh=1e-6)
+    if logy:
+        ax.set_yscale("symlog", linthresh=1e-6)
+    ax.set_xlabel(xcol)
+    ax.set_ylabel(ycol)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(title="estimator")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_bias_variance(results: Path, out: Path) -> Path:
+    """Bias norm against variance of each estimator at the trained weights."""
+    return _scatter(results, "variance", "bias_norm", out, "gradient bias vs variance (vs bptt)", True, True)
+
+
+def plot_curvature_vs_gap(results: Path, out: Path) -> Path:
+    """Leading Hessian eigenvalue against generalization gap."""
+    return _scatter(results, "lambda_max", "gen_gap", out, "λ_max vs generalization gap", True, False)
+
+
+def write_sweep_plots(results: Path, fields: Sequence[str]) -> list[Path]:
+    """Every figure that fits the swept fields; returns their paths."""
+    out_dir = results.parent
+    paths = [plot_metric_vs_value(results, f, out_dir / f"metric_vs_{f}.png") for f in fields]
+    if len(fields) == 2:
+        for est in sorted({r["estimator"] for r in _rows(results)}):
+            paths.append(plot_heatmap(results, fields, est, out_dir / f"heatmap_{est}.png"))
+    paths.append(plot_bias_variance(results, out_dir / "bias_vs_variance.png"))
+    paths.append(plot_curvature_vs_gap(results, out_dir / "lambda_max_vs_gap.png"))
+    return paths

@@ -1,0 +1,201 @@
+"""The same scenarios on every Chip backend (CHIP_FACTORIES), against the float64 TorchTwin reference.
+
+Float profiles: >= 99.9 % of spike entries agree and membranes agree to 1e-6 wherever the spike
+histories agree. Fixed arithmetic: bit for bit. Then the device contract: same seed, same Recording;
+other seed, other frozen mismatch; fresh read noise per run; rejected input leaves the chip as it was.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from chiploop.chip_profiles.loader import load_profile
+from chiploop.chip_profiles.model import ChipProfile
+from chiploop.emulator.chip import Chip, Recording
+from chiploop.emulator.network import NetworkSpec
+from chiploop.emulator.twin import TorchTwin
+from chiploop.errors import ChipError
+
+from .conftest import CHIP_FACTORIES
+
+B, T = 6, 50
+SPEC = NetworkSpec(12, 24, 4, recurrent=True)
+ALIF = {
+    "neuron.model": "alif", "neuron.adaptation.beta": 0.4, "neuron.adaptation.fraction": 0.5,
+    "neuron.adaptation.tau_s": 0.05, "neuron.refractory_steps": 2,
+}
+NOISY = {
+    "noise.programming.model": "gaussian_relative", "noise.programming.sigma": 0.1,
+    "noise.read.model": "gaussian_absolute", "noise.read.sigma": 0.02,
+    "noise.mismatch.tau": 0.1, "noise.mismatch.threshold": 0.1, "noise.mismatch.gain": 0.1,
+}
+
+
+def profile(name: str) -> ChipProfile:
+    """Scenario profiles: ideal LIF/ALIF, loihi-like (multiplier, zero reset), xylo-like (shift, subtract)."""
+    return {
+        "ideal": lambda: load_profile("ideal"),
+        "ideal-alif": lambda: load_profile("ideal").with_overrides(ALIF),
+        "ideal-capped": lambda: load_profile("ideal").with_overrides({"limits.max_spikes_per_step": 2}),
+        "loihi-like": lambda: load_profile("loihi2"),
+        "xylo-like": lambda: load_profile("xylo"),
+        "noisy": lambda: load_profile("ideal").with_overrides(NOISY),
+    }[name]()
+
+
+def weights(p: ChipProfile, spec: NetworkSpec, seed: int = 1, gain: float = 1.5) -> dict[str, np.ndarray]:
+    """Random weights of std `gain * threshold / sqrt(fan_in)`, clipped to the profile's range."""
+    rng = np.random.default_rng(seed)
+    lo, hi = p.weights.range
+    theta = p.neuron.threshold
+    return {k: np.clip(rng.normal(0.1 * theta / s[0], gain * theta / np.sqrt(s[0]), s), lo, hi)
+            for k, s in spec.weight_shapes().items()}
+
+
+def inputs(seed: int = 2, rate: float = 0.25, b: int = B, spec: NetworkSpec = SPEC) -> np.ndarray:
+    return (np.random.default_rng(seed).random((b, T, spec.n_in)) < rate).astype(np.uint8)
+
+
+def make(backend: str, p: ChipProfile, spec: NetworkSpec = SPEC, seed: int = 0) -> Chip:
+    factory = CHIP_FACTORIES[backend]
+    if p.arithmetic.kind not in factory.arithmetic:
+        pytest.skip(f"{backend} does not run {p.arithmetic.kind} arithmetic")
+    return factory.make(p, spec, seed)
+
+
+def reference(p: ChipProfile, spec: NetworkSpec, w: dict, x: np.ndarray, seed: int = 0) -> Recording:
+    twin = TorchTwin(p, spec, seed=seed, dtype=torch.float64)
+    twin.write_weights(w)
+    return twin.run(x)
+
+
+def first_divergence(a: Recording, b: Recording) -> np.ndarray:
+    """Per sample, the first step at which any layer's spikes differ (T if never)."""
+    diff = np.zeros(a.spikes["hidden"].shape[:2], dtype=bool)
+    for layer in a.spikes:
+        diff |= np.any(a.spikes[layer] != b.spikes[layer], axis=2)
+    return np.where(diff.any(axis=1), diff.argmax(axis=1), diff.shape[1])
+
+
+def assert_recordings_equal(a: Recording, b: Recording) -> None:
+    assert a.spikes.keys() == b.spikes.keys() and a.v.keys() == b.v.keys()
+    for layer in a.spikes:
+        np.testing.assert_array_equal(a.spikes[layer], b.spikes[layer], err_msg=f"spikes[{layer}]")
+    for layer in a.v:
+        assert a.v[layer].dtype == b.v[layer].dtype
+        np.testing.assert_array_equal(a.v[layer], b.v[layer], err_msg=f"v[{layer}]")
+    assert a.meta["dropped_spikes"] == b.meta["dropped_spikes"]
+    assert a.meta["weights_generation"] == b.meta["weights_generation"]
+
+
+@pytest.mark.parametrize("backend", CHIP_FACTORIES)
+@pytest.mark.parametrize("readout", ["leaky", "spiking"])
+@pytest.mark.parametrize("name", ["ideal", "ideal-alif"])
+def test_float_profiles_match_reference(backend: str, name: str, readout: str) -> None:
+    p, spec = profile(name), NetworkSpec(12, 24, 4, recurrent=True, readout=readout)
+    chip = make(backend, p, spec)
+    w, x = weights(p, spec), inputs(spec=spec)
+    chip.write_weights(w)
+    got, ref = chip.run(x), reference(p, spec, w, x)
+    assert ref.spikes["hidden"].mean() > 0.02, "scenario too quiet to test anything"
+    if readout == "spiking":
+        assert ref.spikes["out"].sum() > 0
+    for layer in ref.spikes:
+        assert got.spikes[layer].dtype == np.uint8 and got.spikes[layer].shape == ref.spikes[layer].shape
+        assert np.mean(got.spikes[layer] == ref.spikes[layer]) >= 0.999, layer
+    until = first_divergence(got, ref)
+    for layer in ref.v:
+        assert got.v[layer].dtype == np.float32 and got.v[layer].shape == ref.v[layer].shape
+        for b, t in enumerate(until):
+            np.testing.assert_allclose(got.v[layer][b, :t], ref.v[layer][b, :t], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", CHIP_FACTORIES)
+@pytest.mark.parametrize("readout", ["leaky", "spiking"])
+@pytest.mark.parametrize("name", ["loihi-like", "xylo-like"])
+def test_fixed_profiles_bit_identical(backend: str, name: str, readout: str) -> None:
+    p, spec = profile(name), NetworkSpec(12, 24, 4, recurrent=True, readout=readout)
+    chip = make(backend, p, spec)
+    w, x = weights(p, spec, gain=2.0), inputs(spec=spec)
+    chip.write_weights(w)
+    got, ref = chip.run(x), reference(p, spec, w, x)
+    assert ref.spikes["hidden"].mean() > 0.02, "scenario too quiet to test anything"
+    assert got.v["hidden"].dtype == np.int64
+    assert_recordings_equal(got, ref)
+
+
+@pytest.mark.parametrize("backend", CHIP_FACTORIES)
+def test_spike_cap_drops_the_same_events(backend: str) -> None:
+    p = profile("ideal-capped")
+    chip = make(backend, p)
+    w, x = weights(p, SPEC, gain=3.0), inputs(rate=0.5)
+    chip.write_weights(w)
+    got, ref = chip.run(x), reference(p, SPEC, w, x)
+    assert ref.meta["dropped_spikes"] > 0
+    assert got.meta["dropped_spikes"] == ref.meta["dropped_spikes"]
+    assert got.spikes["hidden"].sum(axis=2).max() <= 2
+    np.testing.assert_array_equal(got.spikes["hidden"], ref.spikes["hidden"])
+    np.testing.assert_allclose(got.v["out"], ref.v["out"], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", CHIP_FACTORIES)
+def test_same_seed_same_recording(backend: str) -> None:
+    p, w, x = profile("noisy"), weights(profile("noisy"), SPEC), inputs()
+    runs = []
+    for _ in range(2):
+        chip = make(backend, p, seed=7)
+        chip.write_weights(w)
+        runs.append((chip.run(x), chip.run(x)))
+    for a, b in zip(*runs, strict=True):
+        assert_recordings_equal(a, b)
+
+
+@pytest.mark.parametrize("backend", CHIP_FACTORIES)
+def test_seeds_freeze_different_mismatch(backend: str) -> None:
+    p = load_profile("ideal").with_overrides({"noise.mismatch.tau": 0.2, "noise.mismatch.threshold": 0.2})
+    w, x = weights(p, SPEC), inputs()
+    recs = []
+    for seed in (0, 1):
+        chip = make(backend, p, seed=seed)
+        chip.write_weights(w)
+        recs.append(chip.run(x))
+        np.testing.assert_array_equal(chip.run(x).v["out"], recs[-1].v["out"])  # frozen, no read noise
+    assert not np.array_equal(recs[0].v["out"], recs[1].v["out"])
+
+
+@pytest.mark.parametrize("backend", CHIP_FACTORIES)
+def test_read_noise_is_fresh_each_run(backend: str) -> None:
+    chip = make(backend, profile("noisy"))
+    chip.write_weights(weights(profile("noisy"), SPEC))
+    x = inputs()
+    a, b = chip.run(x), chip.run(x)
+    assert not np.array_equal(a.v["out"], b.v["out"])
+    assert a.meta["weights_generation"] == b.meta["weights_generation"] == 1
+
+
+@pytest.mark.parametrize("backend", CHIP_FACTORIES)
+def test_bad_input_keeps_previous_weights(backend: str) -> None:
+    p = profile("ideal")
+    chip = make(backend, p)
+    w, x = weights(p, SPEC), inputs()
+    chip.write_weights(w)
+    before, rec = chip.read_weights(), chip.run(x)
+    bad_weights = [
+        {**w, "in_hidden": np.full_like(w["in_hidden"], np.nan)},
+        {**w, "hidden_out": np.zeros((3, 3))},
+        {k: v for k, v in w.items() if k != "hidden_hidden"},
+        {**w, "in_hidden": np.where(np.eye(*w["in_hidden"].shape, dtype=bool), np.inf, w["in_hidden"])},
+    ]
+    for bad in bad_weights:
+        with pytest.raises(ChipError):
+            chip.write_weights(bad)
+    bad_inputs = [x[:, :, :-1], x.astype(np.float64) * 0.5, x[0], x + 1]
+    for bad in bad_inputs:
+        with pytest.raises(ChipError, match="inputs"):
+            chip.run(bad)
+    after = chip.read_weights()
+    for k in before:
+        np.testing.assert_array_equal(after[k], before[k])
+    assert_recordings_equal(chip.run(x), rec)

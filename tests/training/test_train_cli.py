@@ -1,0 +1,63 @@
+"""`chiploop train`: user mistakes are one line and exit 2; a small run trains, resumes, extends."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from chiploop.cli import app
+from chiploop.training.runs import METRICS, RunDir
+
+runner = CliRunner()
+SMALL = ["--target", "twin", "--hidden", "16", "--batch-size", "256", "--no-progress", "--no-plots"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["--task", "nope"],
+            "unknown task 'nope'; valid tasks: digits, evidence, pattern, integration, teacher",
+        ),
+        (["--estimator", "nope"], "unknown estimator 'nope'; valid estimators: bptt, tbptt"),
+        (["--profile", "nope"], "unknown profile 'nope': not a built-in (brainscales2, dynapse2, ideal"),
+        (["--mode", "online"], "mode must be one of ('in_the_loop', 'offline'), got 'online'"),
+        (["--resume"], "--resume needs --out"),
+    ],
+)
+def test_bad_names_exit_2_with_one_line(tmp_path, args: list[str], expected: str) -> None:
+    result = runner.invoke(app, ["train", *args, *SMALL])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.output
+
+
+def test_resume_of_a_missing_run_exits_2(tmp_path) -> None:
+    result = runner.invoke(app, ["train", "--resume", "--out", str(tmp_path / "none"), "--no-progress"])
+    assert result.exit_code == 2
+    assert "no config.yaml" in result.output
+
+
+def test_train_then_extend_with_resume(tmp_path) -> None:
+    out = tmp_path / "run"
+    common = ["train", "--profile", "ideal", "--task", "teacher", "--out", str(out), *SMALL]
+    first = runner.invoke(app, [*common, "--epochs", "1"])
+    assert first.exit_code == 0, first.output
+    assert "test 1-nmse" in first.output and str(out) in first.output
+    assert len(RunDir(out).read_rows(METRICS)) == 2
+    config = RunDir(out).read_config()
+    assert (config["target"], config["network"]["n_hidden"], config["batch_size"]) == ("twin", 16, 256)
+    again = runner.invoke(
+        app, ["train", "--resume", "--out", str(out), "--epochs", "2", "--no-progress", "--no-plots"]
+    )
+    assert again.exit_code == 0, again.output
+    assert [r["epoch"] for r in RunDir(out).read_rows(METRICS)] == [0, 1, 2]
+    assert RunDir(out).read_summary()["epochs_done"] == 2
+    assert not (out / "raster.png").exists()
+
+
+def test_progress_shows_a_summary_table(tmp_path) -> None:
+    args = ["train", "--profile", "ideal", "--task", "teacher", "--out", str(tmp_path), "--epochs", "1"]
+    result = runner.invoke(app, [*args, *[a for a in SMALL if a != "--no-progress"]])
+    assert result.exit_code == 0, result.output
+    assert "training on the chip" in result.output and "test 1-nmse" in result.output
