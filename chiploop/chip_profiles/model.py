@@ -73,6 +73,11 @@ class Weights(Section):
     exponent_bits: Annotated[int, Field(ge=0, le=8)] = Field(
         0, description="per-layer shared exponent (mantissa x 2^e), chosen at write to fit the layer"
     )
+    map_to_range: bool = Field(
+        False,
+        description="analog: each layer's largest |w| is mapped to the full conductance range by a "
+        "digital output scale (aihwkit's weight scaling), so device noise is relative to the layer",
+    )
 
     @field_validator("range")
     @classmethod

@@ -212,7 +212,8 @@ class DeviceModel:
             stored = devices.apply_faults(noisy, self.fault_codes[name], p.weights)
             if p.arithmetic.kind == "fixed":
                 stored = devices.round_half_away(stored)
-            nu_layer = devices.drift_exponents(stored, p.noise.drift, self._rng_drift, p.weights.range[1])
+            mapped = stored / devices.layer_scale(q, p.weights)
+            nu_layer = devices.drift_exponents(mapped, p.noise.drift, self._rng_drift, p.weights.range[1])
             programmed[name] = stored
             nu[name] = np.where(self.fault_codes[name] == devices.FAULT_OK, nu_layer, 0.0)
         self._programmed, self._nu = programmed, nu

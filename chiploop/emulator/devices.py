@@ -123,13 +123,24 @@ def program_pcm_conductance(g_us: np.ndarray, prog: ProgrammingNoise, rng: np.ra
     return np.maximum(g + pcm_programming_sigma_us(g, prog) * rng.standard_normal(g.shape), 0.0)
 
 
+def layer_scale(w: np.ndarray, weights: Weights) -> float:
+    """Digital output scale of a layer under `weights.map_to_range`: max|w| / w_max (1 otherwise).
+
+    The conductance models (pcm programming, pcm_1f read, pcm drift) then see `w / scale`, a layer
+    spanning the full conductance range, and their result is scaled back.
+    """
+    peak = float(np.max(np.abs(w))) if np.size(w) else 0.0
+    return peak / weights.range[1] if weights.map_to_range and peak > 0 else 1.0
+
+
 def programming_noise(w: np.ndarray, profile: ChipProfile, rng: np.random.Generator) -> np.ndarray:
     """Weights as programmed, with the write-time noise of `profile.noise.programming` (new array).
 
     gaussian_absolute: `w + sigma N`; gaussian_relative: `w + sigma |w| N`;
     pcm: both devices of the differential pair are programmed with `program_pcm_conductance`
     (the idle device targets g = 0 and so gets σ(0) = c0 noise, clipped >= 0), then
-    `w = (g+ - g-) / g_max * w_max`. The result is not clipped to the range.
+    `w = (g+ - g-) / g_max * w_max`, on the layer mapped by `layer_scale`. The result is not
+    clipped to the range.
     """
     prog = profile.noise.programming
     w = np.asarray(w, dtype=np.float64)
@@ -139,12 +150,12 @@ def programming_noise(w: np.ndarray, profile: ChipProfile, rng: np.random.Genera
         return w + prog.sigma * rng.standard_normal(w.shape)
     if prog.model == "gaussian_relative":
         return w + prog.sigma * np.abs(w) * rng.standard_normal(w.shape)
-    w_max = profile.weights.range[1]
-    g_plus = np.where(w > 0, w, 0.0) / w_max * prog.g_max_us
-    g_minus = np.where(w < 0, -w, 0.0) / w_max * prog.g_max_us
+    w_max, scale = profile.weights.range[1], layer_scale(w, profile.weights)
+    g_plus = np.where(w > 0, w, 0.0) / (scale * w_max) * prog.g_max_us
+    g_minus = np.where(w < 0, -w, 0.0) / (scale * w_max) * prog.g_max_us
     g_plus = program_pcm_conductance(g_plus, prog, rng)
     g_minus = program_pcm_conductance(g_minus, prog, rng)
-    return (g_plus - g_minus) / prog.g_max_us * w_max
+    return (g_plus - g_minus) / prog.g_max_us * w_max * scale
 
 
 # ---------------------------------------------------------------- drift
@@ -160,7 +171,8 @@ def drift_exponents(w: np.ndarray, drift: Drift, rng: np.random.Generator, w_max
     """Drift exponent ν per weight, frozen at write; ν >= 0 (zeros for `model: none`).
 
     power_law: `nu + nu_sigma N`; pcm: mean/σ from `pcm_drift_nu_stats(|w| / w_max)`
-    (|w| / w_max is the relative conductance of the active device of the pair).
+    (|w| / w_max is the relative conductance of the active device of the pair; for a layer mapped
+    to the range, pass `w / layer_scale(w)`).
     """
     w = np.asarray(w, dtype=np.float64)
     if drift.model == "none":
@@ -202,7 +214,7 @@ def read_noise(
     pcm_1f: `w + pcm_read_noise_sigma(w) N1 + sigma w_max N2` at `t = max(t_since_program,
     drift.t0_s)`: the device's 1/f noise (the device is read no earlier than the drift reference
     time t0, as aihwkit does) plus the periphery's weight read noise, relative to w_max (aihwkit's
-    hardware-aware preset: 0.0175).
+    hardware-aware preset: 0.0175), on the layer mapped by `layer_scale`.
     """
     read = profile.noise.read
     w = np.asarray(w, dtype=np.float64)
@@ -213,9 +225,9 @@ def read_noise(
     if read.model == "gaussian_relative":
         return w + read.sigma * np.abs(w) * rng.standard_normal(w.shape)
     t_s = max(t_since_program_s, profile.noise.drift.t0_s)
-    w_max = profile.weights.range[1]
-    device = pcm_read_noise_sigma(w, w_max, read.t_read_s, t_s) * rng.standard_normal(w.shape)
-    return w + device + read.sigma * w_max * rng.standard_normal(w.shape)
+    w_max, scale = profile.weights.range[1], layer_scale(w, profile.weights)
+    device = pcm_read_noise_sigma(w / scale, w_max, read.t_read_s, t_s) * rng.standard_normal(w.shape)
+    return w + scale * (device + read.sigma * w_max * rng.standard_normal(w.shape))
 
 
 # ---------------------------------------------------------------- faults

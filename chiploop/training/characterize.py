@@ -39,7 +39,7 @@ class CharacterizeConfig:
     draws: int = 1
     quality_repeats: int = 4
     batch_size: int = 64
-    lr: float = 0.01
+    lr: float = 0.02
 
     @property
     def base_profile(self) -> ChipProfile:

@@ -35,20 +35,28 @@ def _sorted_values(rows: list[dict[str, str]], field: str) -> list[str]:
     return values
 
 
-def plot_metric_vs_value(results: Path, field: str, out: Path, metric: str = "test_metric") -> Path:
-    """Metric (mean ± std over seeds and the other swept fields) against one swept field."""
+def plot_metric_vs_value(
+    results: Path, field: str, out: Path, metric: str = "test_metric", others: Sequence[str] = ()
+) -> Path:
+    """Metric (mean ± std over seeds) against one swept field: a line per estimator and per setting
+    of the `others` swept fields."""
     plt = _pyplot()
     rows = _rows(results)
     values = _sorted_values(rows, field)
     x = np.array([_num(v) for v in values])
     numeric = not np.isnan(x).any()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for est in sorted({r["estimator"] for r in rows}):
-        per = [[_num(r[metric]) for r in rows if r["estimator"] == est and r[field] == v] for v in values]
+    lines = sorted(
+        {(r["estimator"], *(r[o] for o in others)) for r in rows}, key=lambda k: (k[0], *map(_num, k[1:]))
+    )
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for key in lines:
+        mine = [r for r in rows if (r["estimator"], *(r[o] for o in others)) == key]
+        per = [[_num(r[metric]) for r in mine if r[field] == v] for v in values]
         mean = [np.mean(p) if p else np.nan for p in per]
         std = [np.std(p) if p else np.nan for p in per]
+        label = ", ".join([key[0], *(f"{o}={v}" for o, v in zip(others, key[1:], strict=True))])
         ax.errorbar(
-            x if numeric else np.arange(len(values)), mean, yerr=std, marker="o", capsize=3, label=est
+            x if numeric else np.arange(len(values)), mean, yerr=std, marker="o", capsize=3, label=label
         )
     if not numeric:
         ax.set_xticks(np.arange(len(values)), values)
@@ -56,7 +64,7 @@ def plot_metric_vs_value(results: Path, field: str, out: Path, metric: str = "te
     ax.set_ylabel(f"{metric} (mean ± std over seeds)")
     ax.set_title(f"{metric} vs {field}")
     ax.grid(alpha=0.3)
-    ax.legend(title="estimator")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -95,6 +103,15 @@ def plot_heatmap(
     return out
 
 
+def _log_axis(set_scale, values: list[float]) -> None:  # noqa: ANN001 - an Axes.set_?scale method
+    """Log scale; symlog linear below the smallest positive value when exact zeros must show."""
+    positive = [v for v in values if v > 0]
+    if positive and len(positive) == len(values):
+        set_scale("log")
+    elif positive:
+        set_scale("symlog", linthresh=min(positive) / 2)
+
+
 def _scatter(results: Path, xcol: str, ycol: str, out: Path, title: str, logx: bool, logy: bool) -> Path:
     plt = _pyplot()
     rows = _rows(results)
@@ -103,9 +120,9 @@ def _scatter(results: Path, xcol: str, ycol: str, out: Path, title: str, logx: b
         pts = np.array([(_num(r[xcol]), _num(r[ycol])) for r in rows if r["estimator"] == est])
         ax.scatter(pts[:, 0], pts[:, 1], label=est, alpha=0.8)
     if logx:
-        ax.set_xscale("symlog", linthresh=1e-6)
+        _log_axis(ax.set_xscale, [_num(r[xcol]) for r in rows])
     if logy:
-        ax.set_yscale("symlog", linthresh=1e-6)
+        _log_axis(ax.set_yscale, [_num(r[ycol]) for r in rows])
     ax.set_xlabel(xcol)
     ax.set_ylabel(ycol)
     ax.set_title(title)
@@ -130,7 +147,10 @@ def plot_curvature_vs_gap(results: Path, out: Path) -> Path:
 def write_sweep_plots(results: Path, fields: Sequence[str]) -> list[Path]:
     """Every figure that fits the swept fields; returns their paths."""
     out_dir = results.parent
-    paths = [plot_metric_vs_value(results, f, out_dir / f"metric_vs_{f}.png") for f in fields]
+    paths = [
+        plot_metric_vs_value(results, f, out_dir / f"metric_vs_{f}.png", others=[o for o in fields if o != f])
+        for f in fields
+    ]
     if len(fields) == 2:
         for est in sorted({r["estimator"] for r in _rows(results)}):
             paths.append(plot_heatmap(results, fields, est, out_dir / f"heatmap_{est}.png"))

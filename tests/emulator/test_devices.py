@@ -284,3 +284,18 @@ def test_cap_events_properties(z: np.ndarray, cap: int) -> None:
     last_kept = np.where(kept, idx, -1).max(-1)
     first_dropped = np.where(z & ~kept, idx, z.shape[-1]).min(-1)
     assert np.all(last_kept < first_dropped)
+
+
+def test_map_to_range_makes_pcm_noise_relative_to_the_layer() -> None:
+    base = profile(read=ReadNoise(model="pcm_1f", sigma=0.0175))
+    mapped = base.with_overrides({"weights.map_to_range": True})
+    small = np.full(100_000, 0.05)
+    small[0] = 0.1  # the layer's peak: scale 0.1
+    full = small * 10.0
+    a = devices.read_noise(small, mapped, rng(12), 100.0)[1:].std()
+    b = devices.read_noise(full, mapped, rng(12), 100.0)[1:].std()
+    assert a == pytest.approx(b / 10.0, rel=1e-9)
+    # unmapped, the same small layer sees the full-range periphery noise: relatively 10x larger
+    assert devices.read_noise(small, base, rng(12), 100.0)[1:].std() > 3 * a
+    assert devices.layer_scale(small, mapped.weights) == pytest.approx(0.1)
+    assert devices.layer_scale(small, base.weights) == 1.0
