@@ -18,6 +18,7 @@ import torch
 from chiploop.errors import ChiploopError
 from chiploop.training.curvature import EigenEstimate, hessian_top_eigenvalue, hessian_trace
 from chiploop.training.estimators import GradientEstimator, make_estimator
+from chiploop.training.estimators.base import model_dtype
 from chiploop.training.tasks import Batch, Task
 
 if TYPE_CHECKING:
@@ -108,11 +109,6 @@ def _loss_closure(model: TorchTwin, batch: Batch, task: Task):  # noqa: ANN202 -
         return task.loss(model(batch.inputs.to(model_dtype(model))).v["out"], batch.targets)
 
     return loss
-
-
-def model_dtype(model: TorchTwin) -> torch.dtype:
-    """The floating dtype of the twin's weights."""
-    return next(iter(model.weights.values())).dtype
 
 
 def _params(model: TorchTwin, layers: Sequence[str] | None) -> list[torch.Tensor]:

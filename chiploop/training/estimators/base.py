@@ -13,6 +13,7 @@ the hidden neuron j's spikes per step averaged over batch and time.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -109,6 +110,30 @@ class Estimator(ABC):
             return float(self.objective(task, out.v["out"], out.spikes["hidden"], targets))
         chip.write_weights(numpy_weights(weights))
         return self.value(task, run_on_chip(chip, inputs), targets, model_dtype(model))
+
+    def zero_order(
+        self,
+        model: TorchTwin,
+        batch: Batch,
+        task: Task,
+        chip: Chip | None,
+        weights: Weights | None,
+        rule: Callable[[Callable[[Weights], float], Weights], Weights],
+    ) -> tuple[float, Weights]:
+        """The loss at the current weights and `rule(loss_fn, weights)` for a rule that only
+        evaluates losses (on the chip, if given); the chip is re-programmed with the starting
+        weights afterwards, whatever happens."""
+        x = inputs_of(batch, model)
+        w = {k: v.detach() for k, v in forward_weights(model, weights).items()}
+
+        def loss_fn(trial: Weights) -> float:
+            return self.loss_at(model, x, trial, task, batch.targets, chip)
+
+        try:
+            return loss_fn(w), rule(loss_fn, w)
+        finally:
+            if chip is not None:
+                chip.write_weights(numpy_weights(w))
 
 
 def model_dtype(model: TorchTwin) -> torch.dtype:

@@ -28,7 +28,6 @@ from chiploop.training.estimators.base import (
     Weights,
     forward_weights,
     inputs_of,
-    numpy_weights,
 )
 from chiploop.training.estimators.unroll import cap_spikes, unroll
 from chiploop.training.tasks import Batch, Task
@@ -83,18 +82,14 @@ class WeightPerturbation(Estimator):
         *,
         weights: Weights | None = None,
     ) -> GradEstimate:
-        x = inputs_of(batch, model)
-        w = {k: v.detach() for k, v in forward_weights(model, weights).items()}
-
-        def loss_fn(trial: Weights) -> float:
-            return self.loss_at(model, x, trial, task, batch.targets, chip)
-
-        try:
-            loss = loss_fn(w)
-            grads = perturbation_gradient(loss_fn, w, self.sigma, self.n_samples, self.generator)
-        finally:
-            if chip is not None:
-                chip.write_weights(numpy_weights(w))
+        loss, grads = self.zero_order(
+            model,
+            batch,
+            task,
+            chip,
+            weights,
+            lambda loss_fn, w: perturbation_gradient(loss_fn, w, self.sigma, self.n_samples, self.generator),
+        )
         runs = 0 if chip is None else 1 + 2 * self.n_samples
         return GradEstimate(loss, grads, runs)
 

@@ -22,9 +22,6 @@ from chiploop.training.estimators.base import (
     Estimator,
     GradEstimate,
     Weights,
-    forward_weights,
-    inputs_of,
-    numpy_weights,
 )
 from chiploop.training.tasks import Batch, Task
 
@@ -74,17 +71,13 @@ class STDPSGD(Estimator):
         *,
         weights: Weights | None = None,
     ) -> GradEstimate:
-        x = inputs_of(batch, model)
-        w = {k: v.detach() for k, v in forward_weights(model, weights).items()}
-
-        def loss_fn(trial: Weights) -> float:
-            return self.loss_at(model, x, trial, task, batch.targets, chip)
-
-        try:
-            loss = loss_fn(w)
-            step = stdp_sgd_displacement(loss_fn, w, self.A, self.n, self.alpha, self.generator)
-        finally:
-            if chip is not None:
-                chip.write_weights(numpy_weights(w))
+        loss, step = self.zero_order(
+            model,
+            batch,
+            task,
+            chip,
+            weights,
+            lambda loss_fn, w: stdp_sgd_displacement(loss_fn, w, self.A, self.n, self.alpha, self.generator),
+        )
         runs = 0 if chip is None else 1 + 2 * self.n
         return GradEstimate(loss, {k: -s for k, s in step.items()}, runs)
