@@ -703,3 +703,32 @@ def test_faulty_line_loses_nothing_and_applies_nothing_twice(board_path: str) ->
     assert relay.to_board.bit_flips + relay.to_board.drops > 0 and chip.link.stats.retransmits > 0
     assert c["rx_crc_errors"] + c["rx_cobs_errors"] + c["rx_len_errors"] > 0
     assert c["commits"] == 1 and c["ticks"] == inputs.shape[0] * inputs.shape[1]  # nothing ran twice
+
+
+@pytest.mark.slow
+def test_in_the_loop_training_through_the_firmware_matches_the_emulated_chip(
+    board_path: str, tmp_path: Path
+) -> None:
+    """The default task trained in the loop on the C board gives the same metrics.csv, byte for
+    byte, as on the twin (itself identical to BrianChip under fixed arithmetic)."""
+    from chiploop.training.loop import Trainer
+
+    def train(target: str) -> str:
+        trainer = Trainer(
+            "loihi2",
+            target=target,
+            n_hidden=16,
+            seed=3,
+            out_dir=tmp_path / target.split(":")[0],
+            progress=False,
+            plots=False,
+        )
+        try:
+            trainer.fit(1)
+        finally:
+            trainer.chip.close()
+        return (trainer.run.path / "metrics.csv").read_text()
+
+    on_board = train(f"serial://{board_path}")
+    assert on_board == train("twin")
+    assert float(on_board.splitlines()[-1].split(",")[4]) > 0.5  # it learned: test accuracy after one epoch
