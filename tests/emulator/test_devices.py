@@ -222,7 +222,9 @@ def test_pcm_1f_read_noise_sigma() -> None:
 
 def test_pcm_1f_adds_periphery_noise_relative_to_w_max() -> None:
     w_max, sigma, t = 2.0, 0.0175, 1000.0
-    p = profile(read=ReadNoise(model="pcm_1f", sigma=sigma)).with_overrides({"weights.range": [-w_max, w_max]})
+    p = profile(read=ReadNoise(model="pcm_1f", sigma=sigma)).with_overrides(
+        {"weights.range": [-w_max, w_max]}
+    )
     w = np.full(100_000, 0.5 * w_max)
     device = float(devices.pcm_read_noise_sigma(np.array(0.5 * w_max), w_max, 250e-9, t))
     expect = math.hypot(device, sigma * w_max)
