@@ -228,12 +228,10 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[Frame]:
         out: list[Frame] = []
         for chunk_end, piece in _split_keep(data):
-            if self._overflow:
-                pass
-            elif len(self._buf) + len(piece) > MAX_ENCODED:
+            if not self._overflow and len(self._buf) + len(piece) > MAX_ENCODED:
                 self._overflow = True
                 self._buf.clear()
-            else:
+            elif not self._overflow:
                 self._buf += piece
             if not chunk_end:
                 continue
