@@ -15,11 +15,13 @@ if TYPE_CHECKING:
 CURVES, RASTER, WEIGHTS = "learning_curves.png", "raster.png", "weights.png"
 
 
-def _pyplot():  # noqa: ANN202 - the matplotlib.pyplot module
+def pyplot():  # noqa: ANN201 - the matplotlib.pyplot module
+    """matplotlib.pyplot on the Agg backend (files only); the one place chiploop imports it."""
     try:
         import matplotlib
     except ImportError:  # pragma: no cover - matplotlib is a dependency
         raise ImportError("plots need matplotlib: pip install matplotlib") from None
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -28,7 +30,7 @@ def _pyplot():  # noqa: ANN202 - the matplotlib.pyplot module
 
 def plot_learning_curves(rows: Sequence[Mapping[str, float]], metric_name: str, path: Path) -> None:
     """Train/test loss and metric per epoch (all measured on the chip)."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [r["epoch"] for r in rows]
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(9, 3.5))
     for split in ("train", "test"):
@@ -44,7 +46,7 @@ def plot_learning_curves(rows: Sequence[Mapping[str, float]], metric_name: str, 
 
 def plot_raster(inputs: np.ndarray, hidden: np.ndarray, out_v: np.ndarray, path: Path) -> None:
     """Input and hidden spikes `[T, N]` and readout membranes `[T, n_out]` of one sample."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(3, 1, figsize=(7, 7), sharex=True)
     for ax, raster, name in ((axes[0], inputs, "input"), (axes[1], hidden, "hidden")):
         t, n = np.nonzero(raster)
@@ -60,7 +62,7 @@ def plot_raster(inputs: np.ndarray, hidden: np.ndarray, out_v: np.ndarray, path:
 
 def plot_weights(shadow: Mapping[str, np.ndarray], on_chip: Mapping[str, np.ndarray], path: Path) -> None:
     """Per layer: histogram of the float (shadow) weights and of the weights the chip holds."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(shadow), figsize=(4 * len(shadow), 3.2), squeeze=False)
     for ax, name in zip(axes[0], shadow, strict=True):
         lo = min(shadow[name].min(), on_chip[name].min())

@@ -8,14 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _pyplot():  # noqa: ANN202 - matplotlib.pyplot, imported lazily with a headless backend
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from chiploop.training.plots import pyplot
 
 
 def _rows(results: Path) -> list[dict[str, str]]:
@@ -40,7 +33,7 @@ def plot_metric_vs_value(
 ) -> Path:
     """Metric (mean ± std over seeds) against one swept field: a line per estimator and per setting
     of the `others` swept fields."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = _rows(results)
     values = _sorted_values(rows, field)
     x = np.array([_num(v) for v in values])
@@ -75,7 +68,7 @@ def plot_heatmap(
     results: Path, fields: Sequence[str], estimator: str, out: Path, metric: str = "test_metric"
 ) -> Path:
     """Mean metric over seeds on the grid of two swept fields, for one estimator."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = [r for r in _rows(results) if r["estimator"] == estimator]
     fx, fy = fields
     xs, ys = _sorted_values(rows, fx), _sorted_values(rows, fy)
@@ -113,7 +106,7 @@ def _log_axis(set_scale, values: list[float]) -> None:  # noqa: ANN001 - an Axes
 
 
 def _scatter(results: Path, xcol: str, ycol: str, out: Path, title: str, logx: bool, logy: bool) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     rows = _rows(results)
     fig, ax = plt.subplots(figsize=(6, 4))
     for est in sorted({r["estimator"] for r in rows}):

@@ -22,6 +22,7 @@ from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.twin import TorchTwin
 from chiploop.errors import TrainingError
 from chiploop.training.loop import layer_units
+from chiploop.training.plots import pyplot
 from chiploop.training.tasks import Batch
 
 
@@ -101,18 +102,6 @@ def write_report(
         lines += ["## Figures"] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
     path.write_text("\n".join(lines))
     return path
-
-
-def pyplot():  # noqa: ANN201 - the matplotlib.pyplot module
-    """matplotlib.pyplot on the Agg backend (files only)."""
-    try:
-        import matplotlib
-    except ImportError:  # pragma: no cover - matplotlib is a dependency
-        raise ImportError("recipes need matplotlib: pip install matplotlib") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def save(fig: Any, path: Path) -> Path:
