@@ -3,21 +3,26 @@
 Everything that changes between runs lives in two TimedArrays, so a compiled project is reused:
 `chiploop_params` (one row: per-neuron constants, shared weights, scalars; see `ParamLayout`; read
 through `chiploop_p(k)`, a direct load) and `chiploop_raster` (row t: the input spikes of step t,
-32 inputs packed per value). Weights are shared by the copies and looked up from the synapse's
-pre/post index; connectivity is all-to-all inside each copy, generated in C++ from a formula, or a
-fixed mask's pairs. Synapses have no delay: spikes of step t are summed into `s` during step t and
-integrated by the next step's update — the one-step delay of docs/dynamics.md.
+32 inputs packed per value). The hidden and output layers are NeuronGroups of B*N neurons. Weights
+are shared by the copies, so spikes are not delivered by Brian2 `Synapses` (a synapse per pair and
+copy: B-fold index arrays, an indirect load per event; ~6x slower here) but by `chiploop_route`, a
+user function run once per step after the thresholds: each input spike (read from the raster row)
+and each hidden spike of copy b adds its neuron's weight row (the mask's columns, if the layer has
+one) to the input `s` of copy b — contiguous, cache-resident adds. Its numpy twin serves Brian2's
+runtime mode. Spikes of step t are summed into `s` during step t and integrated by the next step's
+update: the one-step delay of docs/dynamics.md.
 
 One update serves float and fixed arithmetic (flags in the params, no recompilation):
-`D(x) = sh*x + dsg*tr(x*f)`, `tr(y) = fx*trunc(y) + nfx*y`, state clipped to [lo, hi] (the
-synaptic current to [ilo, ihi]: unbounded without a synaptic filter, as in the twin).
-Float: sh=0, dsg=1, fx=0 -> `f*x`. Fixed multiplier: sh=0, f=m/2^q -> `trunc(x*m/2^q)`.
-Fixed shift: sh=1, dsg=-1, f=2^-s -> `x - trunc(x/2^s)`. Each term is exact in float64.
+`D(x) = x - tr(x*f)` if sh else `tr(x*f)`, `tr(y) = trunc(y)` if fx else `y` (`chiploop_decay`,
+`chiploop_tr`), state clipped to [lo, hi] (the synaptic current to [ilo, ihi]: unbounded without a
+synaptic filter, as in the twin). Float: sh=0, fx=0 -> `f*x`. Fixed multiplier: sh=0, f=m/2^q ->
+`trunc(x*m/2^q)`. Fixed shift: sh=1, f=2^-s -> `x - trunc(x/2^s)`. Each is exact in float64.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +30,7 @@ import numpy as np
 PARAMS_NAME = "chiploop_params"
 RASTER_NAME = "chiploop_raster"
 BITS_PER_WORD = 32
-SCALARS = ("fx", "nfx", "sh", "dsg", "lo", "hi", "ilo", "ihi", "refractory", "sub", "cap")
+SCALARS = ("fx", "sh", "lo", "hi", "ilo", "ihi", "refractory", "sub", "cap")
 
 
 @dataclass(frozen=True)
@@ -80,8 +85,7 @@ def masks_key(masks: dict[str, np.ndarray]) -> str:
 
 def _decay(x: str, f: str) -> str:
     """Abstract code of D(x) with the per-neuron factor expression `f` (see module docstring)."""
-    y = f"({x}*{f})"
-    return f"(sh*{x} + dsg*(fx*sign({y})*floor(abs({y})) + nfx*{y}))"
+    return f"chiploop_decay({x}, {f}, sh, fx)"
 
 
 def _layer_update(syn_f: str, mem_f: str, gain: str | None) -> str:
@@ -89,7 +93,7 @@ def _layer_update(syn_f: str, mem_f: str, gain: str | None) -> str:
     g = "s" if gain is None else f"({gain}*s)"
     return "\n".join(
         [
-            f"I = clip({_decay('I', syn_f)} + fx*sign({g})*floor(abs({g})) + nfx*{g}, ilo, ihi)",
+            f"I = clip({_decay('I', syn_f)} + chiploop_tr({g}, fx), ilo, ihi)",
             "s = 0",
             "refr = int(r > 0.5)",
             "nrefr = 1 - refr",
@@ -99,23 +103,149 @@ def _layer_update(syn_f: str, mem_f: str, gain: str | None) -> str:
     )
 
 
-def _runtime_gate(hidden, params, cap_offset: int, n_hidden: int):
-    """Runtime mode's spike-cap gate (numpy would vectorise the C++ counter away): before the
-    synapses of each step, `dlv` = 1 for the first `cap` spiking neurons of each sample."""
-    from brian2 import NetworkOperation
+@dataclass(frozen=True)
+class Route:
+    """One layer's delivery: a spike of `src` neuron i (copy b) adds row i of the shared weight
+    block to the input `s` of `dst` copy b (only the mask's columns when the layer has a mask)."""
 
-    def gate() -> None:
-        spikes = np.asarray(hidden.spikes)
-        if spikes.size:
-            sample = spikes // n_hidden
-            rank = np.arange(spikes.size) - np.searchsorted(sample, sample)
-            hidden.dlv_[spikes] = (rank < params.values[0, cap_offset]).astype(float)
-
-    return NetworkOperation(gate, dt=hidden.clock.dt, when="synapses", order=-10, name="capper")
+    name: str  # the NetworkSpec layer, key of its connectivity mask
+    src: str
+    dst: str
+    n_pre: int
+    n_post: int
+    block: str
 
 
-def build_network(shape: Shape, runtime: bool = False, masks: dict[str, np.ndarray] | None = None):
-    """The Brian2 network for `shape` on the active device (`runtime`: Brian2's runtime mode).
+def routes(shape: Shape, masks: dict[str, np.ndarray] | None) -> list[Route]:
+    """The layers that carry spikes (a layer whose mask has no pair carries none)."""
+    h = shape.n_hidden
+    layers = [Route("in_hidden", "inputs", "hidden", shape.n_in, h, "w_in")]
+    if shape.recurrent:
+        layers.append(Route("hidden_hidden", "hidden", "hidden", h, h, "w_rec"))
+    layers.append(Route("hidden_out", "hidden", "out", h, shape.n_out, "w_out"))
+    return [r for r in layers if masks is None or masks.get(r.name) is None or np.any(masks[r.name])]
+
+
+def _csr(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row pointers and column indices of a bool `[pre, post]` mask."""
+    pre, post = np.nonzero(mask)
+    return np.concatenate([[0], np.cumsum(np.bincount(pre, minlength=mask.shape[0]))]), post
+
+
+def _add_row(r: Route, offset: int, mask: np.ndarray | None, support: list[str]) -> str:
+    """C++ adding row i of `r`'s weights (at params `offset`) to the input `s` of copy b; a mask's
+    CSR arrays are appended to `support`."""
+    ptrs = (f"const double* w = p + {offset} + i*{r.n_post}; "
+            f"double* s = brian::_array_{r.dst}_s + b*{r.n_post};")
+    if mask is None:
+        return f"{{ {ptrs} for (int j = 0; j < {r.n_post}; j++) s[j] += w[j]; }}"
+    ptr, idx = _csr(mask)
+    name = f"chiploop_{r.block}"
+    support.append(f"static const int32_t {name}_ptr[] = {{{','.join(map(str, ptr))}}};")
+    support.append(f"static const int32_t {name}_idx[] = {{{','.join(map(str, idx))}}};")
+    return (f"{{ {ptrs} for (int q = {name}_ptr[i]; q < {name}_ptr[i + 1]; q++) "
+            f"{{ const int j = {name}_idx[q]; s[j] += w[j]; }} }}")
+
+
+def router_cpp(shape: Shape, masks: dict[str, np.ndarray] | None) -> str:
+    """C++ of `chiploop_route(step)`: delivers step's spikes of every copy, layer by layer.
+
+    Input spikes are read from the raster's row (set bits in ascending order), then hidden spikes
+    from the spike space (index order); with a spike cap, a sample's hidden spikes beyond the first
+    `cap` of the step are not delivered. Weights are read from the params row.
+    """
+    lay = ParamLayout.of(shape).offsets
+    support: list[str] = []
+    adds: dict[str, list[str]] = {"inputs": [], "hidden": []}
+    for r in routes(shape, masks):
+        mask = None if masks is None else masks.get(r.name)
+        adds[r.src].append(" " * 16 + _add_row(r, lay[r.block], mask, support))
+    n, h = shape.n_in, shape.n_hidden
+    body = [f"    const double* p = brian::{PARAMS_NAME}_values;"]
+    if adds["inputs"]:
+        body += [
+            f"    const double* row = brian::{RASTER_NAME}_values + (size_t)step*{shape.raster_words};",
+            f"    for (int word = 0; word < {shape.raster_words}; word++) {{",
+            "        for (uint32_t bits = (uint32_t)row[word]; bits; bits &= bits - 1) {",
+            f"            const int g = {BITS_PER_WORD}*word + __builtin_ctz(bits);",
+            f"            const int b = g / {n}, i = g % {n};",
+            *adds["inputs"],
+            "        }",
+            "    }",
+        ]
+    if adds["hidden"]:
+        body += [
+            "    const int32_t* sp = brian::_array_hidden__spikespace;",
+            "    int sample = -1, count = 0;",
+            f"    for (int k = 0; k < sp[{shape.batch * h}]; k++) {{",
+            f"        const int b = sp[k] / {h}, i = sp[k] % {h};",
+        ]
+        if shape.capped:
+            body += ["        if (b != sample) { sample = b; count = 0; }",
+                     f"        if (++count > p[{lay['cap']}]) continue;"]
+        body += [a[8:] for a in adds["hidden"]] + ["    }"]
+    return "\n".join([*support, "static inline double chiploop_route(const int64_t step)", "{", *body,
+                      "    return 0.0;", "}"])
+
+
+def router_numpy(shape: Shape, masks: dict[str, np.ndarray] | None, groups: dict, params, raster) -> Callable:
+    """The same delivery as `router_cpp` for Brian2's runtime mode (numpy target)."""
+    lay = ParamLayout.of(shape).offsets
+    layers = routes(shape, masks)
+
+    def route(step: np.ndarray) -> np.ndarray:
+        p = params.values[0]
+        row = raster.values[int(np.ravel(step)[0])].astype("<u4")
+        bits = np.unpackbits(row.view(np.uint8), bitorder="little")[: shape.batch * shape.n_in]
+        spikes = {"inputs": np.flatnonzero(bits), "hidden": np.asarray(groups["hidden"].spikes)}
+        if shape.capped:
+            z = spikes["hidden"]
+            sample = z // shape.n_hidden
+            rank = np.arange(z.size) - np.searchsorted(sample, sample)
+            spikes["hidden"] = z[rank < p[lay["cap"]]]
+        for r in layers:
+            z = spikes[r.src]
+            w = p[lay[r.block] : lay[r.block] + r.n_pre * r.n_post].reshape(r.n_pre, r.n_post)
+            if masks is not None and masks.get(r.name) is not None:
+                w = w * masks[r.name]
+            s = groups[r.dst].variables["s"].get_value().reshape(shape.batch, r.n_post)
+            np.add.at(s, z // r.n_pre, w[z % r.n_pre])
+        return np.zeros(np.shape(step))
+
+    return route
+
+
+def _arithmetic_functions() -> dict:
+    """`chiploop_tr(y, fx)` and `chiploop_decay(x, f, sh, fx)` of the module docstring."""
+    from brian2 import Function
+
+    def tr(y, fx):
+        return np.where(fx != 0, np.trunc(y), y)
+
+    def decay(x, f, sh, fx):
+        t = tr(np.asarray(x) * f, fx)
+        return np.where(sh != 0, x - t, t)
+
+    functions = {
+        "chiploop_tr": (tr, ["float"] * 2,
+                        "static inline double chiploop_tr(const double y, const double fx)"
+                        "{ return fx != 0.0 ? std::trunc(y) : y; }"),
+        "chiploop_decay": (decay, ["float"] * 4,
+                           "static inline double chiploop_decay(const double x, const double f, "
+                           "const double sh, const double fx)"
+                           "{ const double y = x*f; const double t = fx != 0.0 ? std::trunc(y) : y; "
+                           "return sh != 0.0 ? x - t : t; }"),
+    }
+    out = {}
+    for name, (py, types, cpp) in functions.items():
+        fn = Function(py, arg_units=[1] * len(types), return_unit=1, arg_types=types, return_type="float")
+        fn.implementations.add_implementation("cpp", cpp, name=name)
+        out[name] = fn
+    return out
+
+
+def build_network(shape: Shape, masks: dict[str, np.ndarray] | None = None):
+    """The Brian2 network for `shape` on the active device (cpp_standalone, or runtime mode).
 
     masks: connectivity per layer (bool `[pre, post]`, same in every copy); None = all-to-all.
     Returns a brian2.Network (Brian2 is imported here, so that a cache hit never imports it).
@@ -126,30 +256,15 @@ def build_network(shape: Shape, runtime: bool = False, masks: dict[str, np.ndarr
         NeuronGroup,
         SpikeMonitor,
         StateMonitor,
-        Synapses,
         TimedArray,
         ms,
     )
 
-    b, n, h, o = shape.batch, shape.n_in, shape.n_hidden, shape.n_out
+    b, h, o = shape.batch, shape.n_hidden, shape.n_out
     lay = ParamLayout.of(shape).offsets
     dt = 1 * ms  # every object gets it explicitly: the caller's defaultclock stays untouched
     params = TimedArray(np.zeros((1, ParamLayout.of(shape).size)), dt=1 * ms, name=PARAMS_NAME)
     raster = TimedArray(np.zeros((shape.steps, shape.raster_words)), dt=1 * ms, name=RASTER_NAME)
-    bit = Function(
-        lambda word, k: (np.asarray(word).astype(np.int64) >> np.asarray(k)) & 1,
-        arg_units=[1, 1],
-        return_unit=1,
-        arg_types=["float", "integer"],
-        return_type="integer",
-    )
-    bit.implementations.add_implementation(
-        "cpp",
-        "static inline int chiploop_bit(const double word, const int k)"
-        "{ return (int)((((int64_t)word) >> k) & 1); }",
-        name="chiploop_bit",
-    )
-
     # Direct load from the params row: the TimedArray call would recompute its time index each time.
     param = Function(
         lambda k: params.values[0, np.asarray(k)], arg_units=[1], return_unit=1,
@@ -165,14 +280,10 @@ def build_network(shape: Shape, runtime: bool = False, masks: dict[str, np.ndarr
         return f"chiploop_p({lay[block]} + {index})"
 
     scalars = "\n".join(f"{name} = {p(name)}" for name in SCALARS)
-    ns = {PARAMS_NAME: params, RASTER_NAME: raster, "chiploop_bit": bit, "chiploop_p": param}
-    inputs = NeuronGroup(
-        b * n, "", threshold=f"chiploop_bit({RASTER_NAME}(t, i // 32), i % 32) == 1",
-        reset="", namespace=ns, dt=dt, name="inputs",
-    )
+    ns = {PARAMS_NAME: params, "chiploop_p": param, **_arithmetic_functions()}
     state = "v : 1\nI : 1\ns : 1\nr : 1\nrefr : 1\n"
     hidden = NeuronGroup(
-        b * h, state + "b : 1\nA : 1\ndlv : 1\n", threshold="v >= A and refr < 0.5",
+        b * h, state + "b : 1\nA : 1\n", threshold="v >= A and refr < 0.5",
         reset=f"{scalars}\nv = sub*(v - A)\nr = refractory\nb = clip(b + {p('beta_h', f'i % {h}')}, lo, hi)",
         namespace=ns, dt=dt, name="hidden",
     )
@@ -191,42 +302,18 @@ def build_network(shape: Shape, runtime: bool = False, masks: dict[str, np.ndarr
     out.run_regularly(
         f"{scalars}\n{_layer_update(p('syn_o', k), p('mem_o', k), None)}", when="groups", name="out_update",
     )
-    objects = [inputs, hidden, out]
-
-    delivered = "dlv_pre*" if shape.capped else ""
-    if shape.capped and runtime:
-        objects.append(_runtime_gate(hidden, params, lay["cap"], h))
-    elif shape.capped:  # sequential in C++: the k-th spike of a sample this step sees count == k
-        counter = NeuronGroup(b, "count : 1", namespace=ns, dt=dt, name="counter")
-        counter.run_regularly("count = 0", when="groups", name="counter_reset")
-        capper = Synapses(
-            hidden, counter, on_pre=f"count_post += 1\ndlv_pre = int(count_post <= {p('cap')})",
-            namespace=ns, order=0, delay=0 * ms, dt=dt, name="capper",
-        )
-        capper.connect(j=f"i // {h}")
-        objects += [counter, capper]
-
-    def layer(src, dst, n_pre: int, n_post: int, block: str, gate: str, name: str) -> None:
-        """One layer in every copy; the weight is looked up from (i, j) in the shared params row."""
-        mask = None if masks is None else masks.get(name)
-        if mask is not None and not np.any(mask):
-            return  # no synapse at all in this layer
-        syn = Synapses(
-            src, dst, on_pre=f"s_post += {gate}{p(block, f'(i % {n_pre})*{n_post} + j % {n_post}')}",
-            namespace=ns, order=1, delay=0 * ms, dt=dt, name=f"syn_{block[2:]}",
-        )
-        if mask is None:  # all to all inside each copy, generated in C++
-            syn.connect(j=f"k for k in range((i // {n_pre})*{n_post}, (i // {n_pre} + 1)*{n_post})")
-        else:  # the mask's pairs, repeated in each copy (pre-major, as the all-to-all order)
-            pre, post = np.nonzero(mask)
-            copies = np.arange(b)[:, None]
-            syn.connect(i=(copies * n_pre + pre).ravel(), j=(copies * n_post + post).ravel())
-        objects.append(syn)
-
-    layer(inputs, hidden, n, h, "w_in", "", "in_hidden")
-    if shape.recurrent:
-        layer(hidden, hidden, h, h, "w_rec", delivered, "hidden_hidden")
-    layer(hidden, out, h, o, "w_out", delivered, "hidden_out")
+    route = Function(
+        router_numpy(shape, masks, {"hidden": hidden, "out": out}, params, raster),
+        arg_units=[1], return_unit=1, arg_types=["integer"], return_type="float", stateless=False,
+    )
+    route.implementations.add_implementation(
+        "cpp", router_cpp(shape, masks), name="chiploop_route",
+        dependencies={PARAMS_NAME: params, RASTER_NAME: raster},
+    )
+    router_ns = {"chiploop_route": route, PARAMS_NAME: params, RASTER_NAME: raster}  # runtime mode sets them
+    router = NeuronGroup(1, "routed : 1", namespace=router_ns, dt=dt, name="router")
+    router.run_regularly("routed = chiploop_route(t_in_timesteps)", when="synapses", name="router_deliver")
+    objects = [hidden, out, router]
     objects += [SpikeMonitor(hidden, variables=[], name="spikes_hidden"),
                 SpikeMonitor(out, variables=[], name="spikes_out")]
     if shape.record_v:

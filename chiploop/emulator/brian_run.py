@@ -59,7 +59,7 @@ def pack_params(
         "theta_h": c.threshold_h, "gain_h": c.gain_h, "beta_h": c.beta_h,
         "mem_o": _factor(c.mem_o, c), "syn_o": _factor(c.syn_o, c), "theta_o": theta_o,
         "w_in": weights["in_hidden"], "w_out": weights["hidden_out"],
-        "fx": float(fixed), "nfx": float(not fixed), "sh": float(shift), "dsg": 1.0 - 2.0 * shift,
+        "fx": float(fixed), "sh": float(shift),
         "lo": -bound if fixed else -np.finfo(np.float64).max,
         "hi": bound - 1 if fixed else np.finfo(np.float64).max,
         "ilo": -bound if fixed and c.syn_enabled else -np.finfo(np.float64).max,
@@ -137,7 +137,7 @@ class RuntimeNetwork:
         from chiploop.emulator.brian_net import build_network
 
         self.shape = shape
-        self.network = build_network(shape, runtime=True, masks=masks)
+        self.network = build_network(shape, masks=masks)
         self.network.store("rest")
 
     def run(self, params: np.ndarray, raster: np.ndarray) -> RawRun:
@@ -146,7 +146,7 @@ class RuntimeNetwork:
         net = self.network
         net.restore("rest")
         names = {obj.name: obj for obj in net.objects}
-        ns = names["hidden"].namespace
+        ns = names["router"].namespace
         ns[PARAMS_NAME].values[:] = params[None, :]
         ns[RASTER_NAME].values[:] = raster
         saved = prefs.codegen.target, prefs.codegen.loop_invariant_optimisations

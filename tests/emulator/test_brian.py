@@ -19,6 +19,7 @@ from chiploop.emulator.brian import BrianChip
 from chiploop.emulator.brian_cache import _patch_writer, cache_key, default_cache_dir
 from chiploop.emulator.brian_net import ParamLayout, Shape
 from chiploop.emulator.brian_run import pack_raster, run_compiled
+from chiploop.emulator.device_model import DeviceModel
 from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.twin import TorchTwin
 from chiploop.errors import ChipError, DesignRuleError
@@ -135,6 +136,32 @@ def test_sparse_connectivity_equals_dense_with_zeros() -> None:
         np.testing.assert_array_equal(got.v[layer], dense.v[layer])
     np.testing.assert_array_equal(got.spikes["hidden"], ref.spikes["hidden"])
     np.testing.assert_allclose(got.v["out"], ref.v["out"], atol=1e-6, rtol=0)
+
+
+def test_runtime_fallback_follows_the_connectivity() -> None:
+    """Read noise lands on every weight; only the mask's pairs may deliver it."""
+    spec = NetworkSpec(5, 8, 2, recurrent=True, readout="spiking")
+    profile = load_profile("ideal").with_overrides(
+        {"noise.read.model": "gaussian_absolute", "noise.read.sigma": 0.3}
+    )
+    rng = np.random.default_rng(3)
+    masks = {"hidden_hidden": rng.random((8, 8)) < 0.4, "hidden_out": np.zeros((8, 2), bool)}
+    w = {k: v * masks.get(k, 1) for k, v in _weights(spec, seed=6).items()}
+    w["in_hidden"] *= 3
+    chip = BrianChip(profile, spec, seed=4, connectivity=masks, force_runtime=True)
+    chip.write_weights(w)
+    x = _inputs(3, seed=7, spec=spec)
+    got = chip.run(x)
+    device = DeviceModel(profile, spec, seed=4)  # the same frozen state and read-noise stream
+    device.write(w)
+    w_read = {k: torch.tensor(v * masks.get(k, 1)) for k, v in device.for_run().items()}
+    twin = TorchTwin(load_profile("ideal"), spec, dtype=torch.float64)
+    with torch.no_grad():  # the forward takes weights as given (a write would clip them to the range)
+        ref = twin(torch.tensor(x, dtype=torch.float64), weights=w_read)
+    assert ref.spikes["hidden"].mean() > 0.05 and not got.spikes["out"].any()
+    np.testing.assert_array_equal(got.spikes["hidden"], ref.spikes["hidden"].numpy())
+    # membranes are recorded in float32
+    np.testing.assert_allclose(got.v["hidden"], ref.v["hidden"].numpy(), atol=1e-6, rtol=1e-6)
 
 
 def test_weights_outside_the_connectivity_are_refused() -> None:
