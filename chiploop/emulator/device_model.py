@@ -174,6 +174,7 @@ class DeviceModel:
         self._programmed_at_s = 0.0
         self._programmed = {name: np.zeros(shape) for name, shape in spec.weight_shapes().items()}
         self._nu = {name: np.zeros(shape) for name, shape in spec.weight_shapes().items()}
+        self._scale = {name: 1.0 for name in spec.weight_shapes()}  # layer_scale fixed at write
 
     @property
     def time_since_program_s(self) -> float:
@@ -205,18 +206,19 @@ class DeviceModel:
         """
         valid = self.validate_weights(weights)
         p = self.profile
-        programmed, nu = {}, {}
+        programmed, nu, scale = {}, {}, {}
         for name, w in valid.items():
             q = devices.quantize(w, p.weights, self._rng_round)
             noisy = devices.programming_noise(q, p, self._rng_prog)
             stored = devices.apply_faults(noisy, self.fault_codes[name], p.weights)
             if p.arithmetic.kind == "fixed":
                 stored = devices.round_half_away(stored)
-            mapped = stored / devices.layer_scale(q, p.weights)
+            scale[name] = devices.layer_scale(q, p.weights)
+            mapped = stored / scale[name]
             nu_layer = devices.drift_exponents(mapped, p.noise.drift, self._rng_drift, p.weights.range[1])
             programmed[name] = stored
             nu[name] = np.where(self.fault_codes[name] == devices.FAULT_OK, nu_layer, 0.0)
-        self._programmed, self._nu = programmed, nu
+        self._programmed, self._nu, self._scale = programmed, nu, scale
         self._programmed_at_s = self.clock_s
         self.generation += 1
 
@@ -238,7 +240,7 @@ class DeviceModel:
         t = self.time_since_program_s
         out = {}
         for name, w in self.read().items():
-            noisy = devices.read_noise(w, self.profile, self._rng_read, t)
+            noisy = devices.read_noise(w, self.profile, self._rng_read, t, self._scale[name])
             if self.profile.arithmetic.kind == "fixed":
                 noisy = devices.round_half_away(noisy).astype(np.int64)
             out[name] = noisy

@@ -205,7 +205,11 @@ def pcm_read_noise_sigma(w: np.ndarray, w_max: float, t_read_s: float, t_s: floa
 
 
 def read_noise(
-    w: np.ndarray, profile: ChipProfile, rng: np.random.Generator, t_since_program_s: float
+    w: np.ndarray,
+    profile: ChipProfile,
+    rng: np.random.Generator,
+    t_since_program_s: float,
+    scale: float | None = None,
 ) -> np.ndarray:
     """Weights as seen by one run, with a fresh draw of `profile.noise.read` (new array).
 
@@ -214,7 +218,8 @@ def read_noise(
     pcm_1f: `w + pcm_read_noise_sigma(w) N1 + sigma w_max N2` at `t = max(t_since_program,
     drift.t0_s)`: the device's 1/f noise (the device is read no earlier than the drift reference
     time t0, as aihwkit does) plus the periphery's weight read noise, relative to w_max (aihwkit's
-    hardware-aware preset: 0.0175), on the layer mapped by `layer_scale`.
+    hardware-aware preset: 0.0175), on the layer mapped by `scale`: the layer's `layer_scale`
+    fixed when it was programmed (default: derived from `w`, i.e. from the weights as read).
     """
     read = profile.noise.read
     w = np.asarray(w, dtype=np.float64)
@@ -225,7 +230,8 @@ def read_noise(
     if read.model == "gaussian_relative":
         return w + read.sigma * np.abs(w) * rng.standard_normal(w.shape)
     t_s = max(t_since_program_s, profile.noise.drift.t0_s)
-    w_max, scale = profile.weights.range[1], layer_scale(w, profile.weights)
+    w_max = profile.weights.range[1]
+    scale = layer_scale(w, profile.weights) if scale is None else scale
     device = pcm_read_noise_sigma(w / scale, w_max, read.t_read_s, t_s) * rng.standard_normal(w.shape)
     return w + scale * (device + read.sigma * w_max * rng.standard_normal(w.shape))
 

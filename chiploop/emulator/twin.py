@@ -29,7 +29,13 @@ from chiploop.chip_profiles.model import ChipProfile
 from chiploop.chip_profiles.rules import check_network
 from chiploop.emulator.chip import Recording
 from chiploop.emulator.device_model import DeviceModel, NeuronConstants, neuron_constants, validate_inputs
-from chiploop.emulator.devices import programming_noise, quantize, read_noise, round_half_away
+from chiploop.emulator.devices import (
+    layer_scale,
+    programming_noise,
+    quantize,
+    read_noise,
+    round_half_away,
+)
 from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.surrogates import SuperSpike, Surrogate
 from chiploop.errors import ChipError
@@ -377,11 +383,16 @@ class TorchTwin(torch.nn.Module):
         if noise:
             prog, read = self.profile.noise.programming, self.profile.noise.read
             t_read_s = self.profile.noise.drift.t0_s
+            scale = layer_scale(q_np, self.profile.weights)  # fixed at write, as in DeviceModel
             out = _train_noise(
                 out, prog.model, prog.sigma, gen, lambda a, rng: programming_noise(a, self.profile, rng)
             )
             out = _train_noise(
-                out, read.model, read.sigma, gen, lambda a, rng: read_noise(a, self.profile, rng, t_read_s)
+                out,
+                read.model,
+                read.sigma,
+                gen,
+                lambda a, rng: read_noise(a, self.profile, rng, t_read_s, scale),
             )
         if self.profile.arithmetic.kind == "fixed":  # the chip stores integers, as DeviceModel does
             out = _straight_through(out, round_half_away(out.detach().cpu().numpy()))
