@@ -174,8 +174,10 @@ def bench(label: str, workload: tuple, reps: int, naive_n: int) -> None:
     print(f"  slow-down BrianChip vs twin fwd   : {brian_off / twin:7.1f}x "
           f"(record_v=True {brian_on / twin:.1f}x{chunks})")
     if brian_sparse is not None:
+        vs_twin = brian_sparse / twin
+        pace = f"{vs_twin:.1f}x slower" if vs_twin >= 1 else f"{1 / vs_twin:.1f}x faster"
         print(f"  sparse BrianChip / naive          : {naive * batch / brian_sparse:7.1f}x, vs twin fwd "
-              f"{brian_sparse / twin:.1f}x slower")
+              f"{pace}")
         print(f"  sparse compile + first run        : {compile_sparse:7.1f} s (spikes = dense {sparse_same})")
     print(f"  first compile (fresh cache)       : {compile_s:7.1f} s (first run {first:.1f} s; "
           f"record_v variant {compile_v:.1f} s)")

@@ -142,7 +142,8 @@ class BrianChip:
         t0 = time.perf_counter()
         backend = self._backend(shape)
         compile_s, sim_s = time.perf_counter() - t0, 0.0
-        params = pack_params(shape, c, weights, spiking, limits.max_spikes_per_step)
+        masks = self.masks or None
+        params = pack_params(shape, c, weights, spiking, limits.max_spikes_per_step, masks)
         chunks = []
         for lo in range(0, b_total, shape.batch):
             part = x[lo : lo + shape.batch]
@@ -151,7 +152,7 @@ class BrianChip:
             if isinstance(backend, RuntimeNetwork):
                 raw = backend.run(params, raster)
             else:
-                raw = run_compiled(backend, shape, params, raster, c.arithmetic == "fixed")
+                raw = run_compiled(backend, shape, params, raster, c.arithmetic == "fixed", masks)
             sim_s += time.perf_counter() - t0
             chunks.append(self._unpack(raw, shape, part.shape[0], record_v, c.arithmetic == "fixed"))
         z_raw = np.concatenate([ch[0] for ch in chunks])

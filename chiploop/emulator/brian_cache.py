@@ -110,7 +110,7 @@ def _writer(shape: Shape) -> str:
                 f" {arr}.size() * sizeof({ctype}));"
             )
     if shape.record_v:
-        fx = ParamLayout.of(shape).offsets["fx"]
+        fx = ParamLayout.of(shape).offsets["fx"]  # before the weight blocks: the same with masks
         lines.append(f"    const bool fixed = {PARAMS_NAME}_values[{fx}] != 0.0;")
         for mon in ("v_hidden", "v_out"):
             arr = f"_dynamic_array_{mon}_v"

@@ -30,6 +30,7 @@ import numpy as np
 PARAMS_NAME = "chiploop_params"
 RASTER_NAME = "chiploop_raster"
 BITS_PER_WORD = 32
+WEIGHT_BLOCKS = {"in_hidden": "w_in", "hidden_hidden": "w_rec", "hidden_out": "w_out"}  # layer -> block
 SCALARS = ("fx", "sh", "lo", "hi", "ilo", "ihi", "refractory", "sub", "cap")
 
 
@@ -55,18 +56,23 @@ class Shape:
 
 @dataclass(frozen=True)
 class ParamLayout:
-    """Offsets of each block in the flat `chiploop_params` row."""
+    """Offsets of each block in the flat `chiploop_params` row: neuron constants, scalars, then the
+    weights (row-major `[pre, post]`; a layer with a connectivity mask holds only the mask's pairs,
+    in row-major order, so a sparse layer costs its synapses in every run's I/O too)."""
 
     offsets: dict[str, int]
     size: int
 
     @classmethod
-    def of(cls, shape: Shape) -> ParamLayout:
+    def of(cls, shape: Shape, masks: dict[str, np.ndarray] | None = None) -> ParamLayout:
         h, o, n = shape.n_hidden, shape.n_out, shape.n_in
         blocks = [(name, h) for name in ("mem_h", "syn_h", "ada_h", "theta_h", "gain_h", "beta_h")]
         blocks += [(name, o) for name in ("mem_o", "syn_o", "theta_o")]
-        blocks += [("w_in", n * h), ("w_rec", h * h if shape.recurrent else 0), ("w_out", h * o)]
         blocks += [(name, 1) for name in SCALARS]
+        dense = {"in_hidden": n * h, "hidden_hidden": h * h if shape.recurrent else 0, "hidden_out": h * o}
+        for layer, block in WEIGHT_BLOCKS.items():
+            mask = None if masks is None else masks.get(layer)
+            blocks.append((block, dense[layer] if mask is None else int(np.count_nonzero(mask))))
         offsets, pos = {}, 0
         for name, size in blocks:
             offsets[name] = pos
@@ -118,11 +124,11 @@ class Route:
 
 def routes(shape: Shape, masks: dict[str, np.ndarray] | None) -> list[Route]:
     """The layers that carry spikes (a layer whose mask has no pair carries none)."""
-    h = shape.n_hidden
-    layers = [Route("in_hidden", "inputs", "hidden", shape.n_in, h, "w_in")]
+    n, h, o = shape.n_in, shape.n_hidden, shape.n_out
+    layers = [Route("in_hidden", "inputs", "hidden", n, h, WEIGHT_BLOCKS["in_hidden"])]
     if shape.recurrent:
-        layers.append(Route("hidden_hidden", "hidden", "hidden", h, h, "w_rec"))
-    layers.append(Route("hidden_out", "hidden", "out", h, shape.n_out, "w_out"))
+        layers.append(Route("hidden_hidden", "hidden", "hidden", h, h, WEIGHT_BLOCKS["hidden_hidden"]))
+    layers.append(Route("hidden_out", "hidden", "out", h, o, WEIGHT_BLOCKS["hidden_out"]))
     return [r for r in layers if masks is None or masks.get(r.name) is None or np.any(masks[r.name])]
 
 
@@ -134,17 +140,17 @@ def _csr(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _add_row(r: Route, offset: int, mask: np.ndarray | None, support: list[str]) -> str:
     """C++ adding row i of `r`'s weights (at params `offset`) to the input `s` of copy b; a mask's
-    CSR arrays are appended to `support`."""
-    ptrs = (f"const double* w = p + {offset} + i*{r.n_post}; "
-            f"double* s = brian::_array_{r.dst}_s + b*{r.n_post};")
+    CSR arrays are appended to `support` (its weights are packed in the same order)."""
+    s = f"double* s = brian::_array_{r.dst}_s + b*{r.n_post};"
     if mask is None:
-        return f"{{ {ptrs} for (int j = 0; j < {r.n_post}; j++) s[j] += w[j]; }}"
+        return (f"{{ const double* w = p + {offset} + i*{r.n_post}; {s} "
+                f"for (int j = 0; j < {r.n_post}; j++) s[j] += w[j]; }}")
     ptr, idx = _csr(mask)
     name = f"chiploop_{r.block}"
     support.append(f"static const int32_t {name}_ptr[] = {{{','.join(map(str, ptr))}}};")
     support.append(f"static const int32_t {name}_idx[] = {{{','.join(map(str, idx))}}};")
-    return (f"{{ {ptrs} for (int q = {name}_ptr[i]; q < {name}_ptr[i + 1]; q++) "
-            f"{{ const int j = {name}_idx[q]; s[j] += w[j]; }} }}")
+    return (f"{{ const double* w = p + {offset}; {s} for (int q = {name}_ptr[i]; q < {name}_ptr[i + 1]; q++) "
+            f"s[{name}_idx[q]] += w[q]; }}")
 
 
 def router_cpp(shape: Shape, masks: dict[str, np.ndarray] | None) -> str:
@@ -154,7 +160,7 @@ def router_cpp(shape: Shape, masks: dict[str, np.ndarray] | None) -> str:
     from the spike space (index order); with a spike cap, a sample's hidden spikes beyond the first
     `cap` of the step are not delivered. Weights are read from the params row.
     """
-    lay = ParamLayout.of(shape).offsets
+    lay = ParamLayout.of(shape, masks).offsets
     support: list[str] = []
     adds: dict[str, list[str]] = {"inputs": [], "hidden": []}
     for r in routes(shape, masks):
@@ -190,8 +196,9 @@ def router_cpp(shape: Shape, masks: dict[str, np.ndarray] | None) -> str:
 
 def router_numpy(shape: Shape, masks: dict[str, np.ndarray] | None, groups: dict, params, raster) -> Callable:
     """The same delivery as `router_cpp` for Brian2's runtime mode (numpy target)."""
-    lay = ParamLayout.of(shape).offsets
+    lay = ParamLayout.of(shape, masks).offsets
     layers = routes(shape, masks)
+    csr = {r.name: _csr(masks[r.name]) for r in layers if masks is not None and r.name in masks}
 
     def route(step: np.ndarray) -> np.ndarray:
         p = params.values[0]
@@ -204,12 +211,16 @@ def router_numpy(shape: Shape, masks: dict[str, np.ndarray] | None, groups: dict
             rank = np.arange(z.size) - np.searchsorted(sample, sample)
             spikes["hidden"] = z[rank < p[lay["cap"]]]
         for r in layers:
-            z = spikes[r.src]
-            w = p[lay[r.block] : lay[r.block] + r.n_pre * r.n_post].reshape(r.n_pre, r.n_post)
-            if masks is not None and masks.get(r.name) is not None:
-                w = w * masks[r.name]
-            s = groups[r.dst].variables["s"].get_value().reshape(shape.batch, r.n_post)
-            np.add.at(s, z // r.n_pre, w[z % r.n_pre])
+            b, i = np.divmod(spikes[r.src], r.n_pre)
+            s = groups[r.dst].variables["s"].get_value()
+            if r.name in csr:  # every (spike, pair of its row): target b*n_post + j, weight w[q]
+                ptr, idx = csr[r.name]
+                counts = ptr[i + 1] - ptr[i]
+                q = np.repeat(ptr[i] - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+                np.add.at(s, np.repeat(b, counts) * r.n_post + idx[q], p[lay[r.block] + q])
+            else:
+                w = p[lay[r.block] : lay[r.block] + r.n_pre * r.n_post].reshape(r.n_pre, r.n_post)
+                np.add.at(s.reshape(shape.batch, r.n_post), b, w[i])
         return np.zeros(np.shape(step))
 
     return route
@@ -261,9 +272,10 @@ def build_network(shape: Shape, masks: dict[str, np.ndarray] | None = None):
     )
 
     b, h, o = shape.batch, shape.n_hidden, shape.n_out
-    lay = ParamLayout.of(shape).offsets
+    layout = ParamLayout.of(shape, masks)
+    lay = layout.offsets
     dt = 1 * ms  # every object gets it explicitly: the caller's defaultclock stays untouched
-    params = TimedArray(np.zeros((1, ParamLayout.of(shape).size)), dt=1 * ms, name=PARAMS_NAME)
+    params = TimedArray(np.zeros((1, layout.size)), dt=1 * ms, name=PARAMS_NAME)
     raster = TimedArray(np.zeros((shape.steps, shape.raster_words)), dt=1 * ms, name=RASTER_NAME)
     # Direct load from the params row: the TimedArray call would recompute its time index each time.
     param = Function(

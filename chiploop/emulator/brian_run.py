@@ -17,7 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from chiploop.emulator.brian_net import BITS_PER_WORD, PARAMS_NAME, RASTER_NAME, ParamLayout, Shape
+from chiploop.emulator.brian_net import (
+    BITS_PER_WORD,
+    PARAMS_NAME,
+    RASTER_NAME,
+    WEIGHT_BLOCKS,
+    ParamLayout,
+    Shape,
+)
 from chiploop.emulator.device_model import NeuronConstants
 from chiploop.errors import ChipError
 
@@ -45,10 +52,16 @@ def _factor(decay: np.ndarray, c: NeuronConstants) -> np.ndarray:
 
 
 def pack_params(
-    shape: Shape, c: NeuronConstants, weights: dict[str, np.ndarray], spiking_readout: bool, cap: int | None
+    shape: Shape,
+    c: NeuronConstants,
+    weights: dict[str, np.ndarray],
+    spiking_readout: bool,
+    cap: int | None,
+    masks: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """The `chiploop_params` row for these constants and effective weights."""
-    lay = ParamLayout.of(shape)
+    """The `chiploop_params` row for these constants and effective weights (a masked layer: the
+    weights of its mask's pairs only, row-major)."""
+    lay = ParamLayout.of(shape, masks)
     out = np.zeros(lay.size)
     fixed = c.arithmetic == "fixed"
     shift = fixed and c.decay == "shift"
@@ -58,7 +71,6 @@ def pack_params(
         "mem_h": _factor(c.mem_h, c), "syn_h": _factor(c.syn_h, c), "ada_h": _factor(c.ada_h, c),
         "theta_h": c.threshold_h, "gain_h": c.gain_h, "beta_h": c.beta_h,
         "mem_o": _factor(c.mem_o, c), "syn_o": _factor(c.syn_o, c), "theta_o": theta_o,
-        "w_in": weights["in_hidden"], "w_out": weights["hidden_out"],
         "fx": float(fixed), "sh": float(shift),
         "lo": -bound if fixed else -np.finfo(np.float64).max,
         "hi": bound - 1 if fixed else np.finfo(np.float64).max,
@@ -67,8 +79,10 @@ def pack_params(
         "refractory": float(c.refractory_steps), "sub": float(c.reset == "subtract"),
         "cap": float(cap or 0),
     }
-    if shape.recurrent:
-        blocks["w_rec"] = weights["hidden_hidden"]
+    for layer, block in WEIGHT_BLOCKS.items():
+        if layer in weights:
+            mask = None if masks is None else masks.get(layer)
+            blocks[block] = weights[layer] if mask is None else np.asarray(weights[layer])[mask]
     for name, value in blocks.items():
         flat = np.asarray(value, dtype=np.float64).ravel()
         start = lay.offsets[name]
@@ -93,9 +107,16 @@ def _steps(t: np.ndarray) -> np.ndarray:
     return np.rint(t / DT_S).astype(np.int64)
 
 
-def run_compiled(project: Path, shape: Shape, params: np.ndarray, raster: np.ndarray, fixed: bool) -> RawRun:
+def run_compiled(
+    project: Path,
+    shape: Shape,
+    params: np.ndarray,
+    raster: np.ndarray,
+    fixed: bool,
+    masks: dict[str, np.ndarray] | None = None,
+) -> RawRun:
     """Run the project's binary on these arrays; sizes are checked here (the binary only warns)."""
-    lay = ParamLayout.of(shape)
+    lay = ParamLayout.of(shape, masks)
     if params.shape != (lay.size,) or raster.shape != (shape.steps, shape.raster_words):
         raise ChipError(
             f"run arrays: expected params ({lay.size},) and raster {(shape.steps, shape.raster_words)}, "

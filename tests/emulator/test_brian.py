@@ -206,9 +206,13 @@ def test_pack_raster_bit_layout() -> None:
 def test_param_layout_is_contiguous() -> None:
     shape = Shape(2, 5, 3, 4, 2, True, False, True)
     lay = ParamLayout.of(shape)
+    assert lay.offsets["w_in"] == lay.offsets["cap"] + 1
     assert lay.offsets["w_rec"] - lay.offsets["w_in"] == 3 * 4
     assert lay.offsets["w_out"] - lay.offsets["w_rec"] == 4 * 4
-    assert lay.size == lay.offsets["cap"] + 1
+    assert lay.size == lay.offsets["w_out"] + 4 * 2
+    masked = ParamLayout.of(shape, {"hidden_hidden": np.eye(4, dtype=bool)})  # only the mask's pairs
+    assert masked.offsets["w_out"] - masked.offsets["w_rec"] == 4
+    assert masked.size == lay.size - 12 and masked.offsets["fx"] == lay.offsets["fx"]
 
 
 def test_run_arrays_of_the_wrong_size_are_refused(chip: BrianChip, tmp_path) -> None:
