@@ -84,11 +84,15 @@ def ensure_project(shape: Shape, cache_dir: Path, masks: dict[str, np.ndarray] |
 def _writer(shape: Shape) -> str:
     """C++ body replacing `_write_arrays`: monitors only; v as float32 unless fixed arithmetic."""
     lines = [
+        "static void _chiploop_check(const std::ofstream& f, const std::string& name)",
+        "{",
+        '    if (!f) { std::cerr << "chiploop: cannot write " << name << std::endl; exit(3); }',
+        "}",
         "static void _chiploop_write(const std::string& name, const char* data, size_t nbytes)",
         "{",
         "    std::ofstream f((brian::results_dir + name).c_str(), std::ios::binary | std::ios::out);",
         "    if (nbytes) f.write(data, nbytes);",
-        '    if (!f) { std::cerr << "chiploop: cannot write " << name << std::endl; exit(3); }',
+        "    _chiploop_check(f, name);",
         "}",
         "template<class T>",
         "static void _chiploop_write_2d(const std::string& name, DynamicArray2D<double>& a)",
@@ -100,7 +104,7 @@ def _writer(shape: Shape) -> str:
         "        for (int c = 0; c < a.m; c++) row[c] = (T)src[c];",
         "        f.write(reinterpret_cast<const char*>(row.data()), (std::streamsize)(a.m * sizeof(T)));",
         "    }",
-        '    if (!f) { std::cerr << "chiploop: cannot write " << name << std::endl; exit(3); }',
+        "    _chiploop_check(f, name);",
         "}",
         "void _write_arrays()",
         "{",

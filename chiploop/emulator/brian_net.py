@@ -119,16 +119,20 @@ class Route:
     dst: str
     n_pre: int
     n_post: int
-    block: str
+
+    @property
+    def block(self) -> str:
+        """Its weights' block in the params row."""
+        return WEIGHT_BLOCKS[self.name]
 
 
 def routes(shape: Shape, masks: dict[str, np.ndarray] | None) -> list[Route]:
     """The layers that carry spikes (a layer whose mask has no pair carries none)."""
     n, h, o = shape.n_in, shape.n_hidden, shape.n_out
-    layers = [Route("in_hidden", "inputs", "hidden", n, h, WEIGHT_BLOCKS["in_hidden"])]
+    layers = [Route("in_hidden", "inputs", "hidden", n, h)]
     if shape.recurrent:
-        layers.append(Route("hidden_hidden", "hidden", "hidden", h, h, WEIGHT_BLOCKS["hidden_hidden"]))
-    layers.append(Route("hidden_out", "hidden", "out", h, o, WEIGHT_BLOCKS["hidden_out"]))
+        layers.append(Route("hidden_hidden", "hidden", "hidden", h, h))
+    layers.append(Route("hidden_out", "hidden", "out", h, o))
     return [r for r in layers if masks is None or masks.get(r.name) is None or np.any(masks[r.name])]
 
 
