@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -26,7 +26,20 @@ MAX_FILE_BYTES = 1_000_000
 MAX_EXPANDED_NODES = 100_000
 MAX_EXTENDS_DEPTH = 16
 MAX_NESTING = 32
-_METADATA_KEYS = ("extends", "name", "description", "source")
+_METADATA_KEYS = ("extends", "name", "description", "source", "checked_against")
+# Changes that keep a profile the chip its vendor simulator was checked against: parameter values
+# and noise or limits. Any other change (a rule, the arithmetic, the weight format) drops the claim.
+_SAME_CHIP = (
+    "neuron.tau_",
+    "neuron.threshold",
+    "neuron.bias",
+    "neuron.adaptation",
+    "neuron.model",
+    "noise.",
+    "limits.",
+    "timing.dt_s",
+    "timing.time_scale",
+)
 
 
 class _ProfileYamlLoader(yaml.SafeLoader):
@@ -86,6 +99,8 @@ def apply_overrides(profile: ChipProfile, overrides: dict[str, Any]) -> ChipProf
         _set_field(data, dotted, value)
     if isinstance(data["source"], dict):
         data["source"] = _drop_stale_sources(data["source"], set(fields), citations)
+    if "checked_against" not in fields:
+        data["checked_against"] = _still_checked(data.get("checked_against", ""), set(fields))
     return validate_profile_data(data, "overrides", strict=False)
 
 
@@ -98,7 +113,8 @@ def validate_profile_data(data: dict[str, Any], origin: str, *, strict: bool = T
     try:
         return ChipProfile.model_validate_json(json.dumps(data, default=_json_scalar), strict=strict)
     except ValidationError as exc:
-        raise ProfileError(f"{origin}: " + "; ".join(_describe(err) for err in exc.errors())) from None
+        errors = _without_union_branches(exc.errors())
+        raise ProfileError(f"{origin}: " + "; ".join(_describe(err) for err in errors)) from None
     except (TypeError, ValueError) as exc:  # json.dumps of a value no profile field can hold
         raise ProfileError(f"{origin}: unsupported value in profile: {exc}") from None
 
@@ -135,6 +151,8 @@ def _resolve(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], ChipP
         parent_src, own_src = parent.get("source", {}), data.get("source", {})
         if isinstance(parent_src, dict) and isinstance(own_src, dict):
             merged["source"] = _drop_stale_sources(parent_src, _leaf_paths(data), own_src)
+        if "checked_against" not in data:
+            merged["checked_against"] = _still_checked(parent.get("checked_against", ""), _leaf_paths(data))
         data = merged
     return data, validate_profile_data(data, str(path))
 
@@ -257,6 +275,11 @@ def _leaf_paths(data: dict[str, Any], prefix: str = "") -> set[str]:
     return paths
 
 
+def _still_checked(claim: Any, changed: set[str]) -> Any:
+    """A parent's `checked_against` if every change keeps the vendor's chip (`_SAME_CHIP`), else ""."""
+    return claim if all(path.startswith(_SAME_CHIP) for path in changed) else ""
+
+
 def _drop_stale_sources(sources: dict[str, Any], changed: set[str], new: dict[str, Any]) -> dict[str, Any]:
     """Citations of `sources` not about a `changed` field (or its section), updated with `new`."""
     kept = {
@@ -309,6 +332,41 @@ def _json_scalar(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} {value!r} is not a number, string, list or mapping")
 
 
+def _without_union_branches(errors: list[Any]) -> list[dict[str, Any]]:
+    """Errors of a one-or-per-neuron field reported once, from the branch the value meant.
+
+    pydantic tries every member of a union (`number | list of numbers`) and adds the member's name
+    to the error location; keep the list member's errors if the value is a list, else the scalar's.
+    """
+    out, seen = [], set()
+    for err in errors:
+        loc = tuple(err["loc"])
+        tag = next((k for k in range(1, len(loc)) if _is_per_neuron(loc[:k])), None)
+        if tag is None or tag == len(loc):
+            out.append(err)
+            continue
+        list_branch = loc[tag].startswith("tuple")
+        list_given = not any(
+            e["loc"][: tag + 1] == (*loc[:tag], e["loc"][tag]) and e["type"] == "tuple_type" for e in errors
+        )
+        if list_branch == list_given:
+            fixed = {**err, "loc": loc[:tag] + loc[tag + 1 :]}
+            key = (fixed["loc"], fixed["type"])
+            if key not in seen:
+                seen.add(key)
+                out.append(fixed)
+    return out
+
+
+def _is_per_neuron(loc: tuple[Any, ...]) -> bool:
+    """Whether `loc` names a field that takes one number or a list (a union with a tuple member)."""
+    parent = _model_at(loc[:-1])
+    if parent is None or loc[-1] not in parent.model_fields:
+        return False
+    members = get_args(parent.model_fields[loc[-1]].annotation)
+    return any(get_origin(get_args(m)[0] if get_args(m) else m) is tuple for m in members)
+
+
 def _describe(err: dict[str, Any]) -> str:
     """One pydantic error as `field.path: what is allowed, got X`."""
     loc = _format_loc(err["loc"])
@@ -328,7 +386,8 @@ def _describe(err: dict[str, Any]) -> str:
         rule = f"in [{lo}, {hi}]" if both else f"{_BOUND_WORDS[kind]} {next(iter(ctx.values()))}"
         return f"{loc}: must be {rule}{got}"
     if kind == "value_error":
-        return f"{loc}: {ctx.get('error', err['msg'])}"
+        text = str(ctx.get("error", err["msg"]))
+        return text if not err["loc"] else f"{loc}: {text}"
     return f"{loc}: {err['msg'][0].lower()}{err['msg'][1:]}{got}"
 
 

@@ -89,7 +89,36 @@ def check_neurons_per_core(profile: ChipProfile, spec: NetworkSpec) -> None:
         raise DesignRuleError("neurons_per_core", f"{cores} cores", f"{needed} cores", detail)
 
 
+def check_synaptic_currents(profile: ChipProfile, spec: NetworkSpec) -> None:
+    """A second synaptic current needs a chip that has one (`neuron.tau_syn2_s`)."""
+    if spec.synapses == 2 and profile.neuron.tau_syn2_s is None:
+        raise DesignRuleError("synaptic_currents", 1, 2, f"{profile.name} has no second synaptic current")
+
+
+def check_neuron_parameter_lengths(profile: ChipProfile, spec: NetworkSpec) -> None:
+    """A per-neuron parameter list has one entry per neuron it applies to (hidden first)."""
+    h, o = spec.n_hidden, spec.n_out
+    for field, n in (
+        ("tau_mem_s", h),
+        ("tau_syn2_s", h),
+        ("tau_out_s", o),
+        ("tau_syn_s", h + o),
+        ("threshold", h + o),
+        ("bias", h + o),
+    ):
+        value = getattr(profile.neuron, field)
+        if isinstance(value, tuple) and len(value) != n:
+            raise DesignRuleError(
+                f"neuron.{field}",
+                f"{n} entries",
+                f"{len(value)} entries",
+                "one per neuron it applies to, hidden first, then readout",
+            )
+
+
 RULES: list[Callable[[ChipProfile, NetworkSpec], None]] = [
+    check_synaptic_currents,
+    check_neuron_parameter_lengths,
     check_input_count,
     check_output_count,
     check_neuron_count,

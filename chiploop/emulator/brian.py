@@ -3,9 +3,9 @@
 The network of a batch (B block-diagonal copies, see `brian_net`) is compiled once per `Shape` in
 Brian2's `cpp_standalone` mode and cached on disk (`brian_cache`); each run only writes two small
 files (params row incl. shared weights, bit-packed input raster), runs the binary and reads the
-spike monitors back (`brian_run`). Device non-idealities come from `DeviceModel`; the hidden spike
-cap acts inside the simulation (a per-sample counter gates delivery) and is mirrored on the host
-for the recorded spikes. Without a C++ compiler Brian2's runtime mode is used (warned once).
+spike monitors back (`brian_run`). Device non-idealities come from `DeviceModel`; the dynamics,
+spike caps included, are the C definition shared with the board firmware (`brian_net`). Without a
+C++ compiler Brian2's runtime mode is used (warned once), stepping the torch definition instead.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from chiploop.chip.c_config import net_config, neuron_vectors
 from chiploop.chip_profiles.model import ChipProfile
 from chiploop.chip_profiles.rules import check_network
 from chiploop.emulator.brian_cache import compiler_available, default_cache_dir, ensure_project
@@ -30,11 +31,23 @@ from chiploop.errors import ChipError
 _warned_runtime = False
 
 
-def _dense(index: np.ndarray, step: np.ndarray, batch: int, steps: int, n: int) -> np.ndarray:
-    """Spike (global index, step) pairs -> uint8 `[batch, steps, n]`."""
+def _dense(
+    index: np.ndarray, step: np.ndarray, batch: int, steps: int, n: int, counts: np.ndarray | None = None
+) -> np.ndarray:
+    """Spike (global index, step[, count]) triples -> uint8 `[batch, steps, n]` counts."""
     z = np.zeros((batch, steps, n), dtype=np.uint8)
-    z[index // n, step, index % n] = 1
+    z[index // n, step, index % n] = 1 if counts is None else np.rint(counts).astype(np.uint8)
     return z
+
+
+def _runtime_network(profile: ChipProfile, spec: NetworkSpec, c, weights: dict[str, np.ndarray]):  # noqa: ANN001, ANN202
+    """The Python definition's network and weights, for Brian2's runtime mode (imports torch)."""
+    import torch
+
+    from chiploop.chip.dynamics import network_params
+
+    net = network_params(profile, c, spec.readout == "spiking", torch.float64)
+    return net, {k: torch.tensor(w, dtype=torch.float64) for k, w in weights.items()}
 
 
 def _check_masks(connectivity: dict[str, np.ndarray] | None, spec: NetworkSpec) -> dict[str, np.ndarray]:
@@ -89,8 +102,11 @@ class BrianChip:
         if not self.compiled and not force_runtime:
             global _warned_runtime
             if not _warned_runtime:
-                warnings.warn("no C++ compiler found: BrianChip falls back to Brian2's slow runtime mode",
-                              RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    "no C++ compiler found: BrianChip falls back to Brian2's slow runtime mode",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
                 _warned_runtime = True
         self._projects: dict[Shape, Path | RuntimeNetwork] = {}
         self._closed = False
@@ -122,9 +138,10 @@ class BrianChip:
         self._projects.clear()
         self._closed = True
 
-    def run(self, inputs: np.ndarray, record_v: bool = True) -> Recording:
+    def run(self, inputs: np.ndarray, record_v: bool = True, record_i: bool = False) -> Recording:
         """Run a batch `[B, T, n_in]` from rest: one simulation per compiled batch of samples.
 
+        record_i: also record the synaptic currents (`Recording.currents`).
         meta: dropped_spikes (hidden + input events, as the twin counts), dropped_hidden_spikes,
         dropped_input_spikes, weights_generation, wall_time_s, compile_time_s (0 on a warm cache),
         sim_time_s (file I/O + binary), backend ("cpp_standalone" or "runtime").
@@ -132,68 +149,75 @@ class BrianChip:
         self._check_open()
         start = time.perf_counter()
         x = validate_inputs(inputs, self.spec)
-        limits = self.profile.limits
-        x, dropped_in = cap_events(x, limits.max_input_spikes_per_step)
+        _, dropped_in = cap_events(x, self.profile.limits.max_input_spikes_per_step)
         b_total, steps, _ = x.shape
-        weights = self.device.for_run()
-        c = self.device.constants
-        spiking = self.spec.readout == "spiking"
-        shape = self._shape(self._compiled_batch(b_total, steps, record_v), steps, record_v)
+        weights = self._checked(self.device.for_run())
+        shape = self._shape(
+            self._compiled_batch(b_total, steps, record_v, record_i), steps, record_v, record_i
+        )
         t0 = time.perf_counter()
         backend = self._backend(shape)
         compile_s, sim_s = time.perf_counter() - t0, 0.0
         masks = self.masks or None
-        params = pack_params(shape, c, weights, spiking, limits.max_spikes_per_step, masks)
+        c = self.device.constants
+        if isinstance(backend, RuntimeNetwork):
+            masked = {k: w * self.masks[k] if k in self.masks else w for k, w in weights.items()}
+            net, tensors = _runtime_network(self.profile, self.spec, c, masked)
+        else:
+            params = pack_params(
+                shape, net_config(self.profile, self.spec), neuron_vectors(c), weights, masks
+            )
         chunks = []
         for lo in range(0, b_total, shape.batch):
             part = x[lo : lo + shape.batch]
             raster = pack_raster(part, shape)
             t0 = time.perf_counter()
             if isinstance(backend, RuntimeNetwork):
-                raw = backend.run(params, raster)
+                raw = backend.run(net, tensors, raster)
             else:
-                raw = run_compiled(backend, shape, params, raster, c.arithmetic == "fixed", masks)
+                raw = run_compiled(backend, shape, params, raster, masks)
             sim_s += time.perf_counter() - t0
-            chunks.append(self._unpack(raw, shape, part.shape[0], record_v, c.arithmetic == "fixed"))
-        z_raw = np.concatenate([ch[0] for ch in chunks])
-        z_h, dropped = cap_events(z_raw, limits.max_spikes_per_step)
-        spikes = {"hidden": z_h}
-        if spiking:
-            spikes["out"] = np.concatenate([ch[1] for ch in chunks])
-        v = {}
-        if record_v:
-            v = {"hidden": np.concatenate([ch[2] for ch in chunks]),
-                 "out": np.concatenate([ch[3] for ch in chunks])}
+            chunks.append(self._unpack(raw, shape, part.shape[0]))
+        spikes = {"hidden": np.concatenate([ch["spikes_hidden"] for ch in chunks])}
+        if self.spec.readout == "spiking":
+            spikes["out"] = np.concatenate([ch["spikes_out"] for ch in chunks])
+        states = {key: np.concatenate([ch[key] for ch in chunks]) for key in chunks[0] if ":" in key}
+        dropped = int(sum(ch["dropped"] for ch in chunks)) - dropped_in
         meta = {
-            "dropped_spikes": int(dropped) + int(dropped_in),
-            "dropped_hidden_spikes": int(dropped),
-            "dropped_input_spikes": int(dropped_in),
+            "dropped_spikes": dropped + dropped_in,
+            "dropped_hidden_spikes": dropped,
+            "dropped_input_spikes": dropped_in,
             "weights_generation": self.device.generation,
             "wall_time_s": time.perf_counter() - start,
             "compile_time_s": compile_s,
             "sim_time_s": sim_s,
             "backend": "cpp_standalone" if self.compiled else "runtime",
         }
-        return Recording(spikes=spikes, v=v, meta=meta)
+        v = {k.removeprefix("v:"): a for k, a in states.items() if k.startswith("v:")}
+        currents = {k.removeprefix("i:"): a for k, a in states.items() if k.startswith("i:")}
+        return Recording(spikes=spikes, v=v, meta=meta, currents=currents)
 
     # -- internals ------------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
             raise ChipError("BrianChip: expected an open chip, got one that was closed")
 
-    def _compiled_batch(self, b: int, steps: int, record_v: bool) -> int:
-        """batch_size, else the smallest batch >= b already compiled for this run's (T, record_v), else b."""
+    def _compiled_batch(self, b: int, steps: int, record_v: bool, record_i: bool) -> int:
+        """batch_size, else the smallest batch >= b already compiled for this run's kind, else b."""
         if self.batch_size is not None:
             return self.batch_size
-        same_run = [s for s in self._projects if (s.steps, s.record_v) == (steps, record_v)]
+        same_run = [
+            s for s in self._projects if (s.steps, s.record_v, s.record_i) == (steps, record_v, record_i)
+        ]
         sizes = [s.batch for s in same_run if s.batch >= b]
         return min(sizes) if sizes else b
 
-    def _shape(self, batch: int, steps: int, record_v: bool) -> Shape:
+    def _shape(self, batch: int, steps: int, record_v: bool, record_i: bool = False) -> Shape:
         s = self.spec
-        capped = self.profile.limits.max_spikes_per_step is not None
         conn = masks_key(self.masks) if self.masks else ""
-        return Shape(batch, steps, s.n_in, s.n_hidden, s.n_out, s.recurrent, capped, bool(record_v), conn)
+        fixed = self.profile.arithmetic.kind == "fixed"
+        shape = (batch, steps, s.n_in, s.n_hidden, s.n_out, s.recurrent, bool(record_v), fixed)
+        return Shape(*shape, s.synapses, bool(record_i), conn)
 
     def _backend(self, shape: Shape) -> Path | RuntimeNetwork:
         if shape not in self._projects:
@@ -204,16 +228,32 @@ class BrianChip:
                 self._projects[shape] = RuntimeNetwork(shape, masks)
         return self._projects[shape]
 
-    def _unpack(self, raw: RawRun, shape: Shape, b: int, record_v: bool, fixed: bool):
-        """RawRun of a (padded) compiled batch -> the first `b` samples' raw spikes and membranes."""
+    def _checked(self, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Fixed-arithmetic weights must fit C's int32 weight registers."""
+        if self.profile.arithmetic.kind == "fixed":
+            for name, w in weights.items():
+                top = np.max(np.abs(w)) if w.size else 0.0
+                if top >= 2**31:
+                    raise ChipError(
+                        f"weights['{name}']: BrianChip stores integer weights as int32, got {top:g}"
+                    )
+        return weights
+
+    def _unpack(self, raw: RawRun, shape: Shape, b: int) -> dict[str, np.ndarray]:
+        """RawRun of a (padded) compiled batch -> the first `b` samples' spikes, states, drops."""
         h, o, steps = shape.n_hidden, shape.n_out, shape.steps
-        z_h = _dense(raw.hidden_i, raw.hidden_step, shape.batch, steps, h)[:b]
-        z_o = _dense(raw.out_i, raw.out_step, shape.batch, steps, o)[:b]
-        if not record_v:
-            return z_h, z_o, None, None
-        if raw.v_hidden.shape[0] != steps:
-            raise ChipError(f"Brian2 run: expected {steps} recorded steps, got {raw.v_hidden.shape[0]}")
-        dtype = np.int64 if fixed else np.float32
-        v_h = raw.v_hidden.reshape(steps, shape.batch, h)[:, :b].transpose(1, 0, 2).astype(dtype)
-        v_o = raw.v_out.reshape(steps, shape.batch, o)[:, :b].transpose(1, 0, 2).astype(dtype)
-        return z_h, z_o, v_h, v_o
+        out = {
+            "spikes_hidden": _dense(raw.hidden_i, raw.hidden_step, shape.batch, steps, h, raw.hidden_n)[:b],
+            "spikes_out": _dense(raw.out_i, raw.out_step, shape.batch, steps, o)[:b],
+            "dropped": raw.dropped[:b].sum(),
+        }
+        dtype = np.int64 if shape.fixed else np.float32
+        for kind, traces in (("v", raw.v), ("i", raw.currents)):
+            for name, a in traces.items():
+                n = o if name == "out" else h
+                if a.shape[0] != steps:
+                    raise ChipError(f"Brian2 run: expected {steps} recorded steps, got {a.shape[0]}")
+                out[f"{kind}:{name}"] = (
+                    a.reshape(steps, shape.batch, n)[:, :b].transpose(1, 0, 2).astype(dtype)
+                )
+        return out

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chiploop.emulator.brian_net import PARAMS_NAME, ParamLayout, Shape
+from chiploop.emulator.brian_net import CSRC, Shape
 from chiploop.errors import ChipError
 
 COMPILE_ARGS = ["-w", "-O3", "-ffp-contract=off", "-fno-fast-math", "-std=c++11"]
@@ -42,9 +42,11 @@ def compiler_available() -> bool:
 
 
 def cache_key(shape: Shape) -> str:
-    """Hash of everything a compiled project depends on (shape, Brian2 version, generating code)."""
+    """Hash of everything a compiled project depends on (shape, Brian2 version, generating code, the
+    C definition of the dynamics)."""
     here = Path(__file__).parent
-    code = hashlib.sha256(b"".join((here / f).read_bytes() for f in ("brian_net.py", "brian_cache.py")))
+    sources = [here / "brian_net.py", here / "brian_cache.py", *sorted(CSRC.glob("*.[ch]"))]
+    code = hashlib.sha256(b"".join(f.read_bytes() for f in sources))
     blob = json.dumps(
         {"shape": asdict(shape), "brian2": version("brian2"), "code": code.hexdigest(), "cxx": COMPILE_ARGS},
         sort_keys=True,
@@ -82,7 +84,8 @@ def ensure_project(shape: Shape, cache_dir: Path, masks: dict[str, np.ndarray] |
 
 
 def _writer(shape: Shape) -> str:
-    """C++ body replacing `_write_arrays`: monitors only; v as float32 unless fixed arithmetic."""
+    """C++ body replacing `_write_arrays`: monitors and drop counts only; v and currents as float32
+    unless fixed arithmetic."""
     lines = [
         "static void _chiploop_check(const std::ofstream& f, const std::string& name)",
         "{",
@@ -110,20 +113,26 @@ def _writer(shape: Shape) -> str:
         "{",
         "    using namespace brian;",
     ]
-    for mon in ("spikes_hidden", "spikes_out"):
-        for var, ctype in (("i", "int32_t"), ("t", "double")):
-            arr = f"_dynamic_array_{mon}_{var}"
-            lines.append(
-                f'    _chiploop_write("{mon}_{var}.bin", reinterpret_cast<const char*>({arr}.data()),'
-                f" {arr}.size() * sizeof({ctype}));"
-            )
-    if shape.record_v:
-        fx = ParamLayout.of(shape).offsets["fx"]  # before the weight blocks: the same with masks
-        lines.append(f"    const bool fixed = {PARAMS_NAME}_values[{fx}] != 0.0;")
-        for mon in ("v_hidden", "v_out"):
-            arr = f"_dynamic_array_{mon}_v"
-            lines.append(f'    if (fixed) _chiploop_write_2d<double>("{mon}.bin", {arr});')
-            lines.append(f'    else _chiploop_write_2d<float>("{mon}.bin", {arr});')
+    arrays = [("spikes_hidden_i", "int32_t"), ("spikes_hidden_t", "double"), ("spikes_hidden_n", "double"),
+              ("spikes_out_i", "int32_t"), ("spikes_out_t", "double")]  # fmt: skip
+    for name, ctype in arrays:
+        arr = f"_dynamic_array_{name}"
+        lines.append(
+            f'    _chiploop_write("{name}.bin", reinterpret_cast<const char*>({arr}.data()),'
+            f" {arr}.size() * sizeof({ctype}));"
+        )
+    lines.append(
+        f'    _chiploop_write("dropped.bin", reinterpret_cast<const char*>(_array_samples_dropped), '
+        f"{shape.batch} * sizeof(double));"
+    )
+    monitors = [("v_hidden", "v", "v_hidden"), ("v_out", "v", "v_out")] if shape.record_v else []
+    if shape.record_i:
+        monitors += [("i_hidden", "syn", "i_hidden"), ("i_out", "syn", "i_out")]
+        if shape.synapses == 2:
+            monitors.append(("i_hidden", "syn2", "i_hidden_2"))
+    ctype = "double" if shape.fixed else "float"
+    for mon, var, file in monitors:
+        lines.append(f'    _chiploop_write_2d<{ctype}>("{file}.bin", _dynamic_array_{mon}_{var});')
     lines.append("}")
     return "\n".join(lines) + "\n"
 

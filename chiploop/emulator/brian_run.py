@@ -2,7 +2,7 @@
 
 `pack_params` / `pack_raster` fill the two TimedArrays of `brian_net`; `run_compiled` runs a
 compiled project's binary directly (`./main --results_dir DIR NAME.values=FILE`) so several
-compiled chips can live in one process; `run_runtime` is the compiler-less fallback (Brian2's
+compiled chips can live in one process; `RuntimeNetwork` is the compiler-less fallback (Brian2's
 runtime mode, numpy target). Both return raw monitor data as `RawRun`.
 """
 
@@ -19,13 +19,13 @@ import numpy as np
 
 from chiploop.emulator.brian_net import (
     BITS_PER_WORD,
+    CFG_FIELDS,
     PARAMS_NAME,
     RASTER_NAME,
-    WEIGHT_BLOCKS,
+    VECTORS,
     ParamLayout,
     Shape,
 )
-from chiploop.emulator.device_model import NeuronConstants
 from chiploop.errors import ChipError
 
 DT_S = 1e-3  # Brian2's clock inside the project; decays are precomputed, so its value is arbitrary
@@ -33,56 +33,35 @@ DT_S = 1e-3  # Brian2's clock inside the project; decays are precomputed, so its
 
 @dataclass
 class RawRun:
-    """Monitor output of one run: spike (index, step) pairs and membranes `[T, B*N]` (or None)."""
+    """Monitor output of one run: spike (index, step, count) triples, per-step `[T, B*N]` membranes and
+    currents (empty when not recorded), and the events each copy's caps dropped."""
 
     hidden_i: np.ndarray
     hidden_step: np.ndarray
+    hidden_n: np.ndarray
     out_i: np.ndarray
     out_step: np.ndarray
-    v_hidden: np.ndarray | None
-    v_out: np.ndarray | None
-
-
-def _factor(decay: np.ndarray, c: NeuronConstants) -> np.ndarray:
-    """Per-neuron factor f of `D(x)` (see brian_net): alpha, m/2^q or 2^-s."""
-    d = np.asarray(decay, dtype=np.float64)
-    if c.arithmetic == "float":
-        return d
-    return d / 2.0**c.decay_bits if c.decay == "multiplier" else 2.0**-d
+    v: dict[str, np.ndarray]
+    currents: dict[str, np.ndarray]
+    dropped: np.ndarray
 
 
 def pack_params(
     shape: Shape,
-    c: NeuronConstants,
+    config: dict[str, int],
+    vectors: dict[str, np.ndarray],
     weights: dict[str, np.ndarray],
-    spiking_readout: bool,
-    cap: int | None,
     masks: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """The `chiploop_params` row for these constants and effective weights (a masked layer: the
-    weights of its mask's pairs only, row-major)."""
+    """The `chiploop_params` row: `cl_net_cfg` fields, per-neuron vectors (`chiploop.chip.c_config`)
+    and weights (a masked layer: the weights of its mask's pairs only, row-major)."""
     lay = ParamLayout.of(shape, masks)
     out = np.zeros(lay.size)
-    fixed = c.arithmetic == "fixed"
-    shift = fixed and c.decay == "shift"
-    bound = 2.0 ** (c.state_bits - 1)
-    theta_o = np.asarray(c.threshold_o, np.float64) if spiking_readout else np.full(shape.n_out, np.inf)
-    blocks = {
-        "mem_h": _factor(c.mem_h, c), "syn_h": _factor(c.syn_h, c), "ada_h": _factor(c.ada_h, c),
-        "theta_h": c.threshold_h, "gain_h": c.gain_h, "beta_h": c.beta_h,
-        "mem_o": _factor(c.mem_o, c), "syn_o": _factor(c.syn_o, c), "theta_o": theta_o,
-        "fx": float(fixed), "sh": float(shift),
-        "lo": -bound if fixed else -np.finfo(np.float64).max,
-        "hi": bound - 1 if fixed else np.finfo(np.float64).max,
-        "ilo": -bound if fixed and c.syn_enabled else -np.finfo(np.float64).max,
-        "ihi": bound - 1 if fixed and c.syn_enabled else np.finfo(np.float64).max,
-        "refractory": float(c.refractory_steps), "sub": float(c.reset == "subtract"),
-        "cap": float(cap or 0),
-    }
-    for layer, block in WEIGHT_BLOCKS.items():
-        if layer in weights:
-            mask = None if masks is None else masks.get(layer)
-            blocks[block] = weights[layer] if mask is None else np.asarray(weights[layer])[mask]
+    out[lay.offsets["cfg"] : lay.offsets["cfg"] + len(CFG_FIELDS)] = [config[f] for f in CFG_FIELDS]
+    blocks = {name: vectors[name] for name in VECTORS}
+    for name in shape.matrices():
+        mask = None if masks is None else masks.get(name)
+        blocks[name] = weights[name] if mask is None else np.asarray(weights[name])[mask]
     for name, value in blocks.items():
         flat = np.asarray(value, dtype=np.float64).ravel()
         start = lay.offsets[name]
@@ -112,7 +91,6 @@ def run_compiled(
     shape: Shape,
     params: np.ndarray,
     raster: np.ndarray,
-    fixed: bool,
     masks: dict[str, np.ndarray] | None = None,
 ) -> RawRun:
     """Run the project's binary on these arrays; sizes are checked here (the binary only warns)."""
@@ -128,8 +106,11 @@ def run_compiled(
         params.astype(np.float64).tofile(tmp / "params.bin")
         raster.astype(np.float64).tofile(tmp / "raster.bin")
         cmd = [
-            str(project / "main"), "--results_dir", f"{tmp}{os.sep}",
-            f"{PARAMS_NAME}.values={tmp / 'params.bin'}", f"{RASTER_NAME}.values={tmp / 'raster.bin'}",
+            str(project / "main"),
+            "--results_dir",
+            f"{tmp}{os.sep}",
+            f"{PARAMS_NAME}.values={tmp / 'params.bin'}",
+            f"{RASTER_NAME}.values={tmp / 'raster.bin'}",
         ]
         done = subprocess.run(cmd, cwd=project, capture_output=True, text=True)
         if done.returncode != 0 or done.stderr.strip():
@@ -137,18 +118,29 @@ def run_compiled(
                 f"Brian2 binary {project / 'main'}: expected a clean run, got exit {done.returncode}: "
                 f"{done.stderr.strip()[-1000:]}"
             )
-        n_h, n_o = shape.batch * shape.n_hidden, shape.batch * shape.n_out
-        v_dtype = np.float64 if fixed else np.float32
+        width = {"hidden": shape.batch * shape.n_hidden, "hidden_2": shape.batch * shape.n_hidden,
+                 "out": shape.batch * shape.n_out}  # fmt: skip
+        state_dtype = np.float64 if shape.fixed else np.float32
+
+        def traces(prefix: str, names: list[str]) -> dict[str, np.ndarray]:
+            return {k: _read(tmp / f"{prefix}_{k}.bin", state_dtype).reshape(-1, width[k]) for k in names}
+
         return RawRun(
             hidden_i=_read(tmp / "spikes_hidden_i.bin", np.int32),
             hidden_step=_steps(_read(tmp / "spikes_hidden_t.bin", np.float64)),
+            hidden_n=_read(tmp / "spikes_hidden_n.bin", np.float64),
             out_i=_read(tmp / "spikes_out_i.bin", np.int32),
             out_step=_steps(_read(tmp / "spikes_out_t.bin", np.float64)),
-            v_hidden=_read(tmp / "v_hidden.bin", v_dtype).reshape(-1, n_h) if shape.record_v else None,
-            v_out=_read(tmp / "v_out.bin", v_dtype).reshape(-1, n_o) if shape.record_v else None,
+            v=traces("v", ["hidden", "out"]) if shape.record_v else {},
+            currents=traces("i", _current_names(shape)) if shape.record_i else {},
+            dropped=_read(tmp / "dropped.bin", np.float64),
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _current_names(shape: Shape) -> list[str]:
+    return ["hidden", "hidden_2", "out"] if shape.synapses == 2 else ["hidden", "out"]
 
 
 class RuntimeNetwork:
@@ -161,26 +153,39 @@ class RuntimeNetwork:
         self.network = build_network(shape, masks=masks)
         self.network.store("rest")
 
-    def run(self, params: np.ndarray, raster: np.ndarray) -> RawRun:
+    def run(self, net: object, weights: dict, raster: np.ndarray) -> RawRun:
+        """Run with `net` (`chiploop.chip.dynamics.NetworkParams`) and weights (model units, tensors)."""
         from brian2 import prefs, second
 
-        net = self.network
-        net.restore("rest")
-        names = {obj.name: obj for obj in net.objects}
-        ns = names["router"].namespace
-        ns[PARAMS_NAME].values[:] = params[None, :]
+        network = self.network
+        network.restore("rest")
+        names = {obj.name: obj for obj in network.objects}
+        ns = names["stepper"].namespace
         ns[RASTER_NAME].values[:] = raster
+        ns["chiploop_runtime"].prepare(net, weights)
         saved = prefs.codegen.target, prefs.codegen.loop_invariant_optimisations
         prefs.codegen.target, prefs.codegen.loop_invariant_optimisations = "numpy", False
         try:  # Brian2's prefs are process-global: set for this run only
-            net.run(self.shape.steps * DT_S * second)
+            network.run(self.shape.steps * DT_S * second)
         finally:
             prefs.codegen.target, prefs.codegen.loop_invariant_optimisations = saved
         h, o = names["spikes_hidden"], names["spikes_out"]
-        v_h, v_o = names.get("v_hidden"), names.get("v_out")
+        v = {}
+        if self.shape.record_v:
+            v = {"hidden": np.asarray(names["v_hidden"].v[:]).T, "out": np.asarray(names["v_out"].v[:]).T}
+        currents = {}
+        if self.shape.record_i:
+            currents = {"hidden": np.asarray(names["i_hidden"].syn[:]).T,
+                        "out": np.asarray(names["i_out"].syn[:]).T}  # fmt: skip
+            if self.shape.synapses == 2:
+                currents["hidden_2"] = np.asarray(names["i_hidden"].syn2[:]).T
         return RawRun(
-            hidden_i=np.asarray(h.i[:]), hidden_step=_steps(np.asarray(h.t[:] / second)),
-            out_i=np.asarray(o.i[:]), out_step=_steps(np.asarray(o.t[:] / second)),
-            v_hidden=None if v_h is None else np.asarray(v_h.v[:]).T,
-            v_out=None if v_o is None else np.asarray(v_o.v[:]).T,
+            hidden_i=np.asarray(h.i[:]),
+            hidden_step=_steps(np.asarray(h.t[:] / second)),
+            hidden_n=np.asarray(h.n[:]),
+            out_i=np.asarray(o.i[:]),
+            out_step=_steps(np.asarray(o.t[:] / second)),
+            v=v,
+            currents=currents,
+            dropped=np.asarray(names["samples"].dropped[:]),
         )

@@ -19,11 +19,14 @@ class Recording:
     v: membrane after the step's reset per layer ("hidden", "out"); float32, or int64 for fixed
        arithmetic. Empty when the run was asked not to record membranes.
     meta: at least `dropped_spikes` (int), `weights_generation` (int), `wall_time_s` (float).
+    currents: synaptic currents per layer ("hidden", "hidden_2", "out") after the step, dtype as v;
+       only from backends asked to record them (`record_i=True`), else empty.
     """
 
     spikes: dict[str, np.ndarray]
     v: dict[str, np.ndarray]
     meta: dict[str, Any] = field(default_factory=dict)
+    currents: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -26,9 +26,11 @@ class NeuronConstants:
 
     Float arithmetic: decay factors alpha/kappa/rho (`exp(-dt/tau)`, float64), thresholds/beta float64.
     Fixed arithmetic: decay as the integer multiplier `2^q - d` (decay "multiplier") or the shift s
-    (decay "shift"), int64; thresholds/beta rounded to int64; gains stay float64 (G = trunc(gain x)).
+    (decay "shift"), int64; thresholds, beta and bias rounded to int64, thresholds and beta in state
+    units (`x 2^fractional_bits`); gains stay float64 (G = trunc(gain x)).
     No synaptic filter (`tau_syn_s = 0`): syn factors are 0 in every encoding (kappa 0, multiplier
-    0, shift 0 -> `v - trunc(v / 1) = 0`) and `syn_enabled` is False.
+    0, shift 0 -> `v - trunc(v / 1) = 0`) and `syn_enabled` is False. `syn2_h` is None unless the
+    network uses a second synaptic current (`NetworkSpec.synapses == 2`, `tau_syn2_s`).
     `decay` is the profile's decay kind; it only matters for fixed arithmetic.
     """
 
@@ -44,10 +46,13 @@ class NeuronConstants:
     threshold_h: np.ndarray
     gain_h: np.ndarray
     beta_h: np.ndarray
+    bias_h: np.ndarray
     mem_o: np.ndarray
     syn_o: np.ndarray
     threshold_o: np.ndarray
+    bias_o: np.ndarray
     syn_enabled: bool
+    syn2_h: np.ndarray | None = None
 
 
 def _round_int(x: np.ndarray) -> np.ndarray:
@@ -74,6 +79,17 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def per_neuron(profile: ChipProfile, field: str, n: int) -> np.ndarray:
+    """`profile.neuron.<field>` as a float64 array of `n` entries (a list must have exactly `n`)."""
+    value = getattr(profile.neuron, field)
+    a = np.asarray(value, dtype=np.float64)
+    if a.ndim == 0:
+        return np.full(n, float(a))
+    if a.shape != (n,):
+        raise ChipError(f"neuron.{field}: a per-neuron list must have {n} entries here, got {a.size}")
+    return a
+
+
 def neuron_constants(
     profile: ChipProfile, spec: NetworkSpec, mismatch: dict[str, np.ndarray] | None = None
 ) -> NeuronConstants:
@@ -84,6 +100,7 @@ def neuron_constants(
     `devices.draw_mismatch` returns; None = nominal. The tau multiplier scales every time
     constant of that neuron. ALIF (`neuron.model: alif`): the first `round(fraction * H)` hidden
     neurons (half away from zero) get `beta = adaptation.beta`, the others 0; LIF: all 0.
+    Per-neuron parameter lists follow `Neuron`'s convention (hidden first, then readout).
     """
     h, o = spec.n_hidden, spec.n_out
     if mismatch is None:
@@ -99,11 +116,20 @@ def neuron_constants(
 
     n_adaptive = int(math.floor(neuron.adaptation.fraction * h + 0.5)) if neuron.model == "alif" else 0
     beta = np.where(np.arange(h) < n_adaptive, neuron.adaptation.beta, 0.0)
-    threshold = neuron.threshold * thr_m
+    threshold = per_neuron(profile, "threshold", h + o) * thr_m
+    bias = per_neuron(profile, "bias", h + o)
     if fixed:
-        beta, threshold = _round_int(beta), _round_int(threshold)
+        beta, threshold, bias = _round_int(beta), _round_int(threshold), _round_int(bias)
+        beta, threshold = beta * profile.state_scale, threshold * profile.state_scale
 
-    syn = _decay(neuron.tau_syn_s * tau_m, profile)
+    syn = _decay(per_neuron(profile, "tau_syn_s", h + o) * tau_m, profile)
+    syn2 = None
+    if spec.synapses == 2:
+        if neuron.tau_syn2_s is None:
+            raise ChipError(
+                f"a network with 2 synaptic currents needs neuron.tau_syn2_s; {profile.name} has none"
+            )
+        syn2 = _frozen(_decay(per_neuron(profile, "tau_syn2_s", h) * tau_m[:h], profile))
     return NeuronConstants(
         arithmetic=profile.arithmetic.kind,
         decay=profile.arithmetic.decay,
@@ -111,16 +137,19 @@ def neuron_constants(
         state_bits=profile.arithmetic.state_bits,
         refractory_steps=neuron.refractory_steps,
         reset=neuron.reset,
-        mem_h=_frozen(_decay(neuron.tau_mem_s * tau_m[:h], profile)),
+        mem_h=_frozen(_decay(per_neuron(profile, "tau_mem_s", h) * tau_m[:h], profile)),
         syn_h=_frozen(syn[:h]),
         ada_h=_frozen(_decay(neuron.adaptation.tau_s * tau_m[:h], profile)),
         threshold_h=_frozen(threshold[:h]),
         gain_h=_frozen(gain[:h]),
         beta_h=_frozen(beta),
-        mem_o=_frozen(_decay(neuron.tau_out_s * tau_m[h:], profile)),
+        bias_h=_frozen(bias[:h]),
+        mem_o=_frozen(_decay(per_neuron(profile, "tau_out_s", o) * tau_m[h:], profile)),
         syn_o=_frozen(syn[h:]),
         threshold_o=_frozen(threshold[h:]),
-        syn_enabled=neuron.tau_syn_s > 0,
+        bias_o=_frozen(bias[h:]),
+        syn_enabled=bool(np.any(per_neuron(profile, "tau_syn_s", h + o) > 0)),
+        syn2_h=syn2,
     )
 
 
@@ -172,7 +201,9 @@ class DeviceModel:
         self.generation = 0
         self.clock_s = 0.0
         self._programmed_at_s = 0.0
-        self._programmed = {name: np.zeros(shape) for name, shape in spec.weight_shapes().items()}
+        self._programmed: dict[str, np.ndarray | devices.PcmPairs] = {
+            name: np.zeros(shape) for name, shape in spec.weight_shapes().items()
+        }
         self._nu = {name: np.zeros(shape) for name, shape in spec.weight_shapes().items()}
         self._scale = {name: 1.0 for name in spec.weight_shapes()}  # layer_scale fixed at write
 
@@ -201,6 +232,8 @@ class DeviceModel:
     def write(self, weights: Mapping[str, np.ndarray]) -> None:
         """Program `weights`: quantize -> programming noise -> faults; drift restarts.
 
+        PCM (programming model pcm) programs each layer onto device pairs (`devices.pcm_program`);
+        a stuck-at-zero synapse has both devices at 0, a stuck-at-max one its g+ device at g_max.
         Validation comes first: a rejected write leaves the device unchanged. Under fixed
         arithmetic the stored weights are rounded to integers (half away from zero).
         """
@@ -209,41 +242,66 @@ class DeviceModel:
         programmed, nu, scale = {}, {}, {}
         for name, w in valid.items():
             q = devices.quantize(w, p.weights, self._rng_round)
-            noisy = devices.programming_noise(q, p, self._rng_prog)
-            stored = devices.apply_faults(noisy, self.fault_codes[name], p.weights)
+            codes = self.fault_codes[name]
+            scale[name] = devices.layer_scale(q, p.weights)
+            if p.noise.programming.model == "pcm":
+                programmed[name] = self._stuck_pairs(
+                    devices.pcm_program(q, p, self._rng_prog, self._rng_drift), codes
+                )
+                continue
+            stored = devices.apply_faults(devices.programming_noise(q, p, self._rng_prog), codes, p.weights)
             if p.arithmetic.kind == "fixed":
                 stored = devices.round_half_away(stored)
-            scale[name] = devices.layer_scale(q, p.weights)
-            mapped = stored / scale[name]
-            nu_layer = devices.drift_exponents(mapped, p.noise.drift, self._rng_drift, p.weights.range[1])
+            nu_layer = devices.drift_exponents(
+                stored / scale[name], p.noise.drift, self._rng_drift, p.weights.value_range[1]
+            )
             programmed[name] = stored
-            nu[name] = np.where(self.fault_codes[name] == devices.FAULT_OK, nu_layer, 0.0)
+            nu[name] = np.where(codes == devices.FAULT_OK, nu_layer, 0.0)
         self._programmed, self._nu, self._scale = programmed, nu, scale
         self._programmed_at_s = self.clock_s
         self.generation += 1
+
+    def _stuck_pairs(self, pairs: devices.PcmPairs, codes: np.ndarray) -> devices.PcmPairs:
+        """Stuck devices: both at 0 (stuck at zero) or g+ at g_max (stuck at max); they do not drift."""
+        g_max, ok = self.profile.noise.programming.g_max_us, codes == devices.FAULT_OK
+        high = codes == devices.FAULT_STUCK_MAX
+        return devices.PcmPairs(
+            np.where(ok, pairs.g_plus, np.where(high, g_max, 0.0)),
+            np.where(ok, pairs.g_minus, 0.0),
+            np.where(ok, pairs.nu_plus, 0.0),
+            np.where(ok, pairs.nu_minus, 0.0),
+            pairs.scale,
+        )
+
+    def _weights(self, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
+        """Weights at the time since programming, drifted; with `rng`, with one run's read noise."""
+        t, p = self.time_since_program_s, self.profile
+        out = {}
+        for name, state in self._programmed.items():
+            if isinstance(state, devices.PcmPairs):
+                w = devices.pcm_weights(state, p, t, rng)
+            else:
+                w = devices.apply_drift(state, self._nu[name], t, p.noise.drift)
+                if rng is not None:
+                    w = devices.read_noise(w, p, rng)
+            if rng is not None:
+                w = devices.periphery_noise(w, p, rng, self._scale[name])
+            out[name] = devices.round_half_away(w) if p.arithmetic.kind == "fixed" else w
+        return out
 
     def read(self) -> dict[str, np.ndarray]:
         """Effective weights now (float64): programmed, drifted to the time since programming.
 
         No read noise; zeros before any write; integer-valued under fixed arithmetic.
         """
-        t = self.time_since_program_s
-        out = {}
-        for name, w in self._programmed.items():
-            drifted = devices.apply_drift(w, self._nu[name], t, self.profile.noise.drift)
-            fixed = self.profile.arithmetic.kind == "fixed"
-            out[name] = devices.round_half_away(drifted) if fixed else drifted
-        return out
+        return self._weights(None)
 
     def for_run(self) -> dict[str, np.ndarray]:
-        """Weights for one run: `read()` plus one fresh read-noise draw; int64 under fixed arithmetic."""
-        t = self.time_since_program_s
-        out = {}
-        for name, w in self.read().items():
-            noisy = devices.read_noise(w, self.profile, self._rng_read, t, self._scale[name])
-            if self.profile.arithmetic.kind == "fixed":
-                noisy = devices.round_half_away(noisy).astype(np.int64)
-            out[name] = noisy
+        """Weights for one run: drifted, with a fresh draw of read and periphery noise; int64 under
+        fixed arithmetic."""
+        out = self._weights(self._rng_read)
+        if self.profile.arithmetic.kind == "fixed":
+            out = {name: w.astype(np.int64) for name, w in out.items()}
         return out
 
     def reseed_noise(self, key: int | list[int]) -> None:

@@ -4,15 +4,19 @@ Shared by every Chip (Brian2 emulator, torch twin, board simulator), applied in 
 docs/dynamics.md: at write, clip + quantize -> programming noise -> stuck-at faults; at every run,
 drift at the time since programming -> read noise. Every draw comes from the `rng` passed in.
 
-Conventions (model units throughout; `w_max` = `weights.range[1]`):
-- Deterministic rounding is round-half-away-from-zero (C's `lround`), see `round_half_away`.
-- PCM models map a weight onto a differential pair: `g = |w| / w_max * g_max` on the g+ device
-  (w > 0) or the g- device (w < 0), the other device idle at g = 0; `w = (g+ - g-) / g_max * w_max`.
+Conventions (model units throughout; `w_max` = `weights.value_range[1]`):
+- Deterministic rounding is round-half-away-from-zero (C's `lround`), see `round_half_away`;
+  `floor` rounds down onto the grid, as Lava's Dense truncates the low bit of 8-bit mixed-sign
+  weights (`lava/utils/weightutils.py`, `truncate_weights`).
+- PCM maps a weight onto a differential pair: `g = |w| / w_max * g_max` on the g+ device (w > 0)
+  or the g- device (w < 0), the other device idle at g = 0; `w = (g+ - g-) / g_max * w_max`
+  (aihwkit's PCMLikeNoiseModel, see the PCM section).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,7 +41,8 @@ def quantization_step(weights: Weights) -> float | None:
     """Grid step of the weight range; None for analog weights (`bits` None).
 
     signed: `range_max / (2**(bits-1) - 1)`; sign_split and differential_pair (sign kept apart from
-    the magnitude): `range_max / (2**bits - 1)`. With `exponent_bits > 0` this is the coarsest
+    the magnitude): `range_max / (2**bits - 1)`; `range_max` from `value_range` (model units).
+    With `exponent_bits > 0` this is the coarsest
     step (largest exponent); `layer_step` gives the step a given layer gets.
     """
     if weights.bits is None:
@@ -45,7 +50,7 @@ def quantization_step(weights: Weights) -> float | None:
     levels = 2 ** (weights.bits - 1) - 1 if weights.encoding == "signed" else 2**weights.bits - 1
     if levels < 1:
         raise ProfileError(f"weights.bits: signed encoding needs at least 2 bits, got {weights.bits}")
-    return weights.range[1] / levels
+    return weights.value_range[1] / levels
 
 
 def _mantissa_limits(weights: Weights) -> tuple[int, int]:
@@ -78,14 +83,14 @@ def layer_step(w: np.ndarray, weights: Weights) -> float | None:
 
 
 def quantize(w: np.ndarray, weights: Weights, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Clip `w` to `weights.range`, then put it on the grid `k * layer_step` (float64 copy).
+    """Clip `w` to `weights.value_range`, then put it on the grid `k * layer_step` (float64 copy).
 
     k is limited to the mantissa range (`_mantissa_limits`) and to grid points inside the range.
     Deterministic rounding: half away from zero (idempotent). Stochastic rounding:
-    `floor(x) + Bernoulli(x - floor(x))`, unbiased inside the range, needs `rng`.
+    `floor(x) + Bernoulli(x - floor(x))`, unbiased inside the range, needs `rng`. Floor: down.
     Analog weights (`bits` None) are only clipped.
     """
-    lo, hi = weights.range
+    lo, hi = weights.value_range
     clipped = np.clip(np.asarray(w, dtype=np.float64), lo, hi)
     step = layer_step(clipped, weights)
     if step is None:
@@ -96,7 +101,9 @@ def quantize(w: np.ndarray, weights: Weights, rng: np.random.Generator | None = 
     k_min = max(m_lo, math.ceil(lo / step - _SNAP))
     k_max = min(m_hi, math.floor(hi / step + _SNAP))
     if k_min > k_max:
-        raise ProfileError(f"weights.range [{lo}, {hi}] holds no point of the grid with step {step}")
+        raise ProfileError(
+            f"weights.range x 2^shift [{lo}, {hi}] holds no point of the grid with step {step}"
+        )
     x = clipped / step
     nearest = np.rint(x)
     x = np.where(np.abs(x - nearest) < _SNAP, nearest, x)
@@ -104,17 +111,61 @@ def quantize(w: np.ndarray, weights: Weights, rng: np.random.Generator | None = 
         assert rng is not None
         k = np.floor(x)
         k += rng.random(x.shape) < (x - k)
+    elif weights.rounding == "floor":
+        k = np.floor(x)
     else:
         k = round_half_away(x)
     return np.clip(np.clip(k, k_min, k_max) * step, lo, hi)
 
 
 # ---------------------------------------------------------------- programming noise
+def layer_scale(w: np.ndarray, weights: Weights) -> float:
+    """Digital output scale of a layer under `weights.map_to_range`: max|w| / w_max (1 otherwise).
+
+    The conductance model (pcm) then sees `w / scale`, a layer spanning the full conductance range,
+    and its result is scaled back (aihwkit's weight scaling onto g_max).
+    """
+    peak = float(np.max(np.abs(w))) if np.size(w) else 0.0
+    return peak / weights.value_range[1] if weights.map_to_range and peak > 0 else 1.0
+
+
+def programming_noise(w: np.ndarray, profile: ChipProfile, rng: np.random.Generator) -> np.ndarray:
+    """Weights as programmed, with the write-time noise of a gaussian `profile.noise.programming`
+    (new array): gaussian_absolute `w + sigma N`, gaussian_relative `w + sigma |w| N`, none `w`.
+    PCM programs device conductances instead (`pcm_program`). Not clipped to the range."""
+    prog = profile.noise.programming
+    w = np.asarray(w, dtype=np.float64)
+    if prog.model == "gaussian_absolute":
+        return w + prog.sigma * rng.standard_normal(w.shape)
+    if prog.model == "gaussian_relative":
+        return w + prog.sigma * np.abs(w) * rng.standard_normal(w.shape)
+    if prog.model == "pcm":
+        raise ChipError("programming_noise: PCM programs conductances, use pcm_program")
+    return w.copy()
+
+
+# ---------------------------------------------------------------- PCM: aihwkit's PCMLikeNoiseModel
+# aihwkit (IBM Analog Hardware Acceleration Kit) 1.2, inference/noise/pcm.py: programming noise on
+# each device of a differential pair, drift with one exponent per device drawn from its target
+# conductance, 1/f read noise scaled by the programmed conductance and applied to the drifted one.
+# Time t counts from the end of programming; drift and read noise act at t + t0.
+@dataclass(frozen=True)
+class PcmPairs:
+    """A layer on PCM differential pairs after programming: the conductances reached (µS) and the
+    drift exponents of the g+ and g- devices, and the layer's digital scale (`layer_scale`)."""
+
+    g_plus: np.ndarray
+    g_minus: np.ndarray
+    nu_plus: np.ndarray
+    nu_minus: np.ndarray
+    scale: float
+
+
 def pcm_programming_sigma_us(g_us: np.ndarray, prog: ProgrammingNoise) -> np.ndarray:
-    """σ(g) = c0 + c1 (g/g_max) + c2 (g/g_max)² in µS (aihwkit PCM fit)."""
+    """σ(g) = (c0 + c1 (g/g_max) + c2 (g/g_max)²) · g_max / g_ref in µS (aihwkit's fit at g_ref)."""
     c0, c1, c2 = prog.coefficients
     r = np.asarray(g_us, dtype=np.float64) / prog.g_max_us
-    return c0 + c1 * r + c2 * r**2
+    return (c0 + c1 * r + c2 * r**2) * prog.g_max_us / prog.reference_g_max_us
 
 
 def program_pcm_conductance(g_us: np.ndarray, prog: ProgrammingNoise, rng: np.random.Generator) -> np.ndarray:
@@ -123,117 +174,130 @@ def program_pcm_conductance(g_us: np.ndarray, prog: ProgrammingNoise, rng: np.ra
     return np.maximum(g + pcm_programming_sigma_us(g, prog) * rng.standard_normal(g.shape), 0.0)
 
 
-def layer_scale(w: np.ndarray, weights: Weights) -> float:
-    """Digital output scale of a layer under `weights.map_to_range`: max|w| / w_max (1 otherwise).
-
-    The conductance models (pcm programming, pcm_1f read, pcm drift) then see `w / scale`, a layer
-    spanning the full conductance range, and their result is scaled back.
-    """
-    peak = float(np.max(np.abs(w))) if np.size(w) else 0.0
-    return peak / weights.range[1] if weights.map_to_range and peak > 0 else 1.0
+def pcm_targets(w: np.ndarray, profile: ChipProfile, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Target conductances (µS) of the g+ and g- devices: `|w| / (scale w_max) g_max` on the device
+    of w's sign, the other at 0 (aihwkit's SinglePairConductanceConverter, clipped to g_max)."""
+    g_max, w_max = profile.noise.programming.g_max_us, profile.weights.value_range[1]
+    g = np.asarray(w, dtype=np.float64) / (scale * w_max) * g_max
+    return np.clip(g, 0.0, g_max), np.clip(-g, 0.0, g_max)
 
 
-def programming_noise(w: np.ndarray, profile: ChipProfile, rng: np.random.Generator) -> np.ndarray:
-    """Weights as programmed, with the write-time noise of `profile.noise.programming` (new array).
-
-    gaussian_absolute: `w + sigma N`; gaussian_relative: `w + sigma |w| N`;
-    pcm: both devices of the differential pair are programmed with `program_pcm_conductance`
-    (the idle device targets g = 0 and so gets σ(0) = c0 noise, clipped >= 0), then
-    `w = (g+ - g-) / g_max * w_max`, on the layer mapped by `layer_scale`. The result is not
-    clipped to the range.
-    """
-    prog = profile.noise.programming
-    w = np.asarray(w, dtype=np.float64)
-    if prog.model == "none":
-        return w.copy()
-    if prog.model == "gaussian_absolute":
-        return w + prog.sigma * rng.standard_normal(w.shape)
-    if prog.model == "gaussian_relative":
-        return w + prog.sigma * np.abs(w) * rng.standard_normal(w.shape)
-    w_max, scale = profile.weights.range[1], layer_scale(w, profile.weights)
-    g_plus = np.where(w > 0, w, 0.0) / (scale * w_max) * prog.g_max_us
-    g_minus = np.where(w < 0, -w, 0.0) / (scale * w_max) * prog.g_max_us
-    g_plus = program_pcm_conductance(g_plus, prog, rng)
-    g_minus = program_pcm_conductance(g_minus, prog, rng)
-    return (g_plus - g_minus) / prog.g_max_us * w_max * scale
-
-
-# ---------------------------------------------------------------- drift
 def pcm_drift_nu_stats(g_rel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and σ of the PCM drift exponent at relative conductance `g/g_max` (CHIPS.md, clamped)."""
+    """Mean and σ of the PCM drift exponent at relative conductance `g/g_max` (aihwkit, clamped)."""
     log_g = np.log(np.maximum(np.asarray(g_rel, dtype=np.float64), _G_REL_FLOOR))
     mean = np.clip(-0.0155 * log_g + 0.0244, 0.049, 0.1)
     sigma = np.clip(-0.0125 * log_g - 0.0059, 0.008, 0.045)
     return mean, sigma
 
 
-def drift_exponents(w: np.ndarray, drift: Drift, rng: np.random.Generator, w_max: float) -> np.ndarray:
-    """Drift exponent ν per weight, frozen at write; ν >= 0 (zeros for `model: none`).
+def pcm_program(
+    w: np.ndarray, profile: ChipProfile, rng_prog: np.random.Generator, rng_drift: np.random.Generator
+) -> PcmPairs:
+    """Program a layer `w` (model units) onto PCM pairs: each device gets programming noise at its
+    target, and a drift exponent `|mu + sigma N|` from its target (per device, abs-folded as aihwkit)."""
+    prog, drift = profile.noise.programming, profile.noise.drift
+    scale = layer_scale(w, profile.weights)
+    targets = pcm_targets(w, profile, scale)
+    g_prog = [program_pcm_conductance(g, prog, rng_prog) for g in targets]
+    nus = [drift_exponents(g / prog.g_max_us, drift, rng_drift, 1.0) for g in targets]
+    return PcmPairs(g_prog[0], g_prog[1], nus[0], nus[1], scale)
 
-    power_law: `nu + nu_sigma N`; pcm: mean/σ from `pcm_drift_nu_stats(|w| / w_max)`
-    (|w| / w_max is the relative conductance of the active device of the pair; for a layer mapped
-    to the range, pass `w / layer_scale(w)`).
+
+def pcm_weights(
+    pairs: PcmPairs, profile: ChipProfile, t_since_program_s: float, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """The layer's weights at `t_since_program_s`: each device drifted (`apply_drift`) and, with a
+    generator and read model `pcm_1f`, with a fresh draw of its 1/f read noise; `(g+ - g-)` back in
+    model units. Conductances are clipped at 0 after the read noise, as aihwkit does."""
+    prog, read = profile.noise.programming, profile.noise.read
+    devices = []
+    for g_prog, nu in ((pairs.g_plus, pairs.nu_plus), (pairs.g_minus, pairs.nu_minus)):
+        g = apply_drift(g_prog, nu, t_since_program_s, profile.noise.drift)
+        if rng is not None and read.model == "pcm_1f":
+            sigma = pcm_read_noise_sigma(
+                g_prog, prog.g_max_us, read.t_read_s, t_since_program_s + profile.noise.drift.t0_s
+            )
+            g = np.maximum(g + np.abs(g) * read.sigma * sigma * rng.standard_normal(g.shape), 0.0)
+        devices.append(g)
+    return (devices[0] - devices[1]) / prog.g_max_us * profile.weights.value_range[1] * pairs.scale
+
+
+def pcm_read_noise_sigma(g_prog_us: np.ndarray, g_max_us: float, t_read_s: float, t_s: float) -> np.ndarray:
+    """Relative σ of the 1/f read noise of devices programmed to `g_prog_us`, read at time `t_s`:
+    `Q_s sqrt(ln((t + t_read) / (2 t_read)))`, `Q_s = min(0.0088 / max((g/g_max)^0.65, 1e-3), 0.2)`."""
+    g_rel = np.abs(np.asarray(g_prog_us, dtype=np.float64)) / g_max_us
+    q_s = np.minimum(0.0088 / np.maximum(g_rel**0.65, 1e-3), 0.2)
+    return q_s * math.sqrt(max(math.log((t_s + t_read_s) / (2 * t_read_s)), 0.0))
+
+
+def deployment_noise(
+    w: np.ndarray, profile: ChipProfile, rng: np.random.Generator, t_since_program_s: float = 0.0
+) -> np.ndarray:
+    """`w` as one run on a freshly programmed chip would see it (for hardware-aware training):
+    programming noise, drift and read noise at `t_since_program_s`, periphery weight noise."""
+    w = np.asarray(w, dtype=np.float64)
+    if profile.noise.programming.model == "pcm":
+        pairs = pcm_program(w, profile, rng, rng)
+        out = pcm_weights(pairs, profile, t_since_program_s, rng)
+        scale = pairs.scale
+    else:
+        scale = layer_scale(w, profile.weights)
+        out = programming_noise(w, profile, rng)
+        nu = drift_exponents(out / scale, profile.noise.drift, rng, profile.weights.value_range[1])
+        out = read_noise(apply_drift(out, nu, t_since_program_s, profile.noise.drift), profile, rng)
+    return periphery_noise(out, profile, rng, scale)
+
+
+# ---------------------------------------------------------------- drift
+def drift_exponents(w: np.ndarray, drift: Drift, rng: np.random.Generator, w_max: float) -> np.ndarray:
+    """Drift exponent ν per weight (or device), frozen at write; ν >= 0 (zeros for `model: none`).
+
+    power_law: `max(nu + nu_sigma N, 0)`; pcm: `|mu + sigma N|` with mu, sigma from
+    `pcm_drift_nu_stats(|w| / w_max)` (for a device, w is its target conductance over g_max).
     """
     w = np.asarray(w, dtype=np.float64)
     if drift.model == "none":
         return np.zeros(w.shape)
     if drift.model == "power_law":
-        mean, sigma = drift.nu, drift.nu_sigma
-    else:
-        mean, sigma = pcm_drift_nu_stats(np.minimum(np.abs(w) / w_max, 1.0))
-    return np.maximum(mean + sigma * rng.standard_normal(w.shape), 0.0)
+        return np.maximum(drift.nu + drift.nu_sigma * rng.standard_normal(w.shape), 0.0)
+    mean, sigma = pcm_drift_nu_stats(np.minimum(np.abs(w) / w_max, 1.0))
+    return np.abs(mean + sigma * rng.standard_normal(w.shape))
 
 
 def apply_drift(w: np.ndarray, nu: np.ndarray, t_since_program_s: float, drift: Drift) -> np.ndarray:
-    """`w (t / t0)^-ν` for `t > t0`, `w` unchanged for `t <= t0` or `model: none` (new array)."""
+    """`w ((t + t0) / t0)^-ν`: t counts from the end of programming, t0 is the reference read
+    after it (aihwkit's t_inference + t_0), so drift starts at once; `model: none`: `w` (new array)."""
     w = np.asarray(w, dtype=np.float64)
-    if drift.model == "none" or t_since_program_s <= drift.t0_s:
+    if drift.model == "none" or t_since_program_s <= 0:
         return w.copy()
-    return w * (t_since_program_s / drift.t0_s) ** (-np.asarray(nu, dtype=np.float64))
+    return w * ((t_since_program_s + drift.t0_s) / drift.t0_s) ** (-np.asarray(nu, dtype=np.float64))
 
 
 # ---------------------------------------------------------------- read noise
-def pcm_read_noise_sigma(w: np.ndarray, w_max: float, t_read_s: float, t_s: float) -> np.ndarray:
-    """σ of PCM 1/f read noise: `Q_s |w| sqrt(ln((t + t_read) / (2 t_read)))` (CHIPS.md).
-
-    `Q_s = min(0.0088 / g_rel^0.65, 0.2)`, `g_rel = |w| / w_max`; the logarithm is floored at 0
-    (no noise for t <= t_read).
-    """
-    a = np.abs(np.asarray(w, dtype=np.float64))
-    q_s = np.minimum(0.0088 / np.maximum(a / w_max, _G_REL_FLOOR) ** 0.65, 0.2)
-    return q_s * a * math.sqrt(max(math.log((t_s + t_read_s) / (2 * t_read_s)), 0.0))
-
-
-def read_noise(
-    w: np.ndarray,
-    profile: ChipProfile,
-    rng: np.random.Generator,
-    t_since_program_s: float,
-    scale: float | None = None,
-) -> np.ndarray:
-    """Weights as seen by one run, with a fresh draw of `profile.noise.read` (new array).
-
-    gaussian_absolute: `w + sigma N`; gaussian_relative: `w + sigma |w| N` (relative to |w|, like
-    programming noise; for noise relative to w_max use gaussian_absolute with sigma * w_max);
-    pcm_1f: `w + pcm_read_noise_sigma(w) N1 + sigma w_max N2` at `t = max(t_since_program,
-    drift.t0_s)`: the device's 1/f noise (the device is read no earlier than the drift reference
-    time t0, as aihwkit does) plus the periphery's weight read noise, relative to w_max (aihwkit's
-    hardware-aware preset: 0.0175), on the layer mapped by `scale`: the layer's `layer_scale`
-    fixed when it was programmed (default: derived from `w`, i.e. from the weights as read).
-    """
+def read_noise(w: np.ndarray, profile: ChipProfile, rng: np.random.Generator) -> np.ndarray:
+    """Weights as seen by one run, with a fresh draw of a gaussian `profile.noise.read` (new array):
+    gaussian_absolute `w + sigma N`, gaussian_relative `w + sigma |w| N` (relative to |w|; for noise
+    relative to w_max use gaussian_absolute with sigma * w_max). pcm_1f acts on the device
+    conductances (`pcm_weights`); none and pcm_1f leave `w` as it is here."""
     read = profile.noise.read
     w = np.asarray(w, dtype=np.float64)
-    if read.model == "none":
-        return w.copy()
     if read.model == "gaussian_absolute":
         return w + read.sigma * rng.standard_normal(w.shape)
     if read.model == "gaussian_relative":
         return w + read.sigma * np.abs(w) * rng.standard_normal(w.shape)
-    t_s = max(t_since_program_s, profile.noise.drift.t0_s)
-    w_max = profile.weights.range[1]
-    scale = layer_scale(w, profile.weights) if scale is None else scale
-    device = pcm_read_noise_sigma(w / scale, w_max, read.t_read_s, t_s) * rng.standard_normal(w.shape)
-    return w + scale * (device + read.sigma * w_max * rng.standard_normal(w.shape))
+    return w.copy()
+
+
+def periphery_noise(
+    w: np.ndarray, profile: ChipProfile, rng: np.random.Generator, scale: float
+) -> np.ndarray:
+    """The periphery's weight noise of one run: `w + weight_sigma · scale · w_max · N` (aihwkit's
+    forward `w_noise`, additive, relative to the layer's range under `map_to_range`)."""
+    sigma = profile.noise.periphery.weight_sigma
+    w = np.asarray(w, dtype=np.float64)
+    if not sigma:
+        return w.copy()
+    return w + sigma * scale * profile.weights.value_range[1] * rng.standard_normal(w.shape)
 
 
 # ---------------------------------------------------------------- faults
@@ -248,12 +312,12 @@ def draw_faults(shape: tuple[int, ...], faults: Faults, rng: np.random.Generator
 
 
 def apply_faults(w: np.ndarray, codes: np.ndarray, weights: Weights) -> np.ndarray:
-    """Stuck-at-zero synapses read 0, stuck-at-max ones read `+weights.range[1]` (new array)."""
+    """Stuck-at-zero synapses read 0, stuck-at-max ones read `+weights.value_range[1]` (new array)."""
     w = np.asarray(w, dtype=np.float64)
     if w.shape != codes.shape:
         raise ChipError(f"apply_faults: fault codes of shape {codes.shape} for weights of shape {w.shape}")
     out = np.where(codes == FAULT_STUCK_ZERO, 0.0, w)
-    return np.where(codes == FAULT_STUCK_MAX, weights.range[1], out)
+    return np.where(codes == FAULT_STUCK_MAX, weights.value_range[1], out)
 
 
 # ---------------------------------------------------------------- neuron mismatch

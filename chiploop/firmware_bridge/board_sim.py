@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from chiploop.chip.dynamics import LayerParams, NetworkParams, NetworkState, Rules, simulate
 from chiploop.firmware_bridge.protocol import (
     BOARD_CHANNEL,
     COMMIT,
@@ -41,6 +43,7 @@ from chiploop.firmware_bridge.protocol import (
     Cap,
     ConfigFlag,
     ConfigNet,
+    ConfigRules,
     Done,
     DType,
     Flag,
@@ -59,7 +62,7 @@ from chiploop.firmware_bridge.protocol import (
 CAPABILITIES = (
     Cap.FIXED | Cap.FLOAT | Cap.RECURRENT | Cap.SPIKING_READOUT | Cap.ALIF | Cap.MEMBRANE | Cap.DECAY_SHIFT
     | Cap.DECAY_MULTIPLIER | Cap.W_I8 | Cap.W_I16 | Cap.W_I32 | Cap.W_F32 | Cap.W_F64 | Cap.GAIN
-    | Cap.SPIKE_CAP
+    | Cap.SPIKE_CAP | Cap.RULES
 )  # fmt: skip
 
 
@@ -86,95 +89,107 @@ class Nack(Exception):
 
 
 # ---------------------------------------------------------------- the neuron
-
-
-def _trunc_shift(p: np.ndarray, bits: int) -> np.ndarray:
-    """trunc(p / 2^bits) for int64 arrays (rounds toward zero, as C99 division)."""
-    return np.where(p >= 0, p >> bits, -((-p) >> bits))
+_WEIGHT_NAMES = {
+    Matrix.IN_HIDDEN: "in_hidden",
+    Matrix.HIDDEN_HIDDEN: "hidden_hidden",
+    Matrix.HIDDEN_OUT: "hidden_out",
+    Matrix.IN_HIDDEN_2: "in_hidden_2",
+    Matrix.HIDDEN_HIDDEN_2: "hidden_hidden_2",
+}
 
 
 class BoardNet:
-    """One sample of the network of docs/dynamics.md.
+    """One sample of the network of docs/dynamics.md, run by `chiploop.chip.dynamics` (the Python
+    definition the twin runs too) from the configuration, rules, vectors and weights of the wire.
 
-    Fixed arithmetic: int64 state, integer decay codes (§4.3), trunc and saturation, bit-exact.
-    Float arithmetic (config flag FLOAT): float64 state, decay factors, no saturation.
-    `weights` must be int64 (fixed) or float64 (float) arrays.
+    Fixed arithmetic: integer decay codes (§4.3), state as integers. Float arithmetic (config flag
+    FLOAT): decay factors. State persists across `run` calls until `reset_state`.
     """
 
-    def __init__(self, cfg: ConfigNet, params: dict[Vector, np.ndarray], weights: dict[Matrix, np.ndarray]):
-        self.cfg, self.p, self.w = cfg, params, weights
+    def __init__(
+        self,
+        cfg: ConfigNet,
+        rules: ConfigRules,
+        params: dict[Vector, np.ndarray],
+        weights: dict[Matrix, np.ndarray],
+    ) -> None:
+        self.cfg, self.rules, self.p, self.w = cfg, rules, params, weights
         self.fixed = not cfg.flags & ConfigFlag.FLOAT
-        self.dtype = np.int64 if self.fixed else np.float64
-        self.lo, self.hi = -(1 << (cfg.state_bits - 1)), (1 << (cfg.state_bits - 1)) - 1
-        self.recurrent = bool(cfg.flags & ConfigFlag.RECURRENT)
-        self.spiking = bool(cfg.flags & ConfigFlag.SPIKING_READOUT)
-        self.reset_zero = bool(cfg.flags & ConfigFlag.RESET_ZERO)
         self.reset_state()
 
     def reset_state(self) -> None:
-        h, o, i = self.cfg.n_hidden, self.cfg.n_out, self.cfg.n_in
-        self.i_h, self.v_h, self.b_h = np.zeros((3, h), self.dtype)
-        self.i_o, self.v_o = np.zeros((2, o), self.dtype)
-        self.r_h, self.r_o = np.zeros(h, np.int64), np.zeros(o, np.int64)
-        self.x_prev, self.z_prev = np.zeros(i, self.dtype), np.zeros(h, self.dtype)
+        self.state: NetworkState | None = None
         self.tick = 0
         self.dropped = 0
 
-    def _sat(self, x: np.ndarray) -> np.ndarray:
-        return np.clip(x, self.lo, self.hi) if self.fixed else x
-
-    def _decay(self, v: np.ndarray, code: np.ndarray) -> np.ndarray:
-        if not self.fixed:
-            return v * code
-        if self.cfg.decay_kind == 0:  # multiplier
-            q = self.cfg.decay_bits
-            return _trunc_shift(v * ((1 << q) - code), q)
-        return v - _trunc_shift(v, code)  # code 0: D(v) = 0
-
-    def _cap(self, z: np.ndarray, k: int) -> np.ndarray:
-        if k == 0 or z.sum() <= k:
-            return z
-        kept = z.copy()
-        kept[np.flatnonzero(z)[k:]] = 0
-        self.dropped += int(z.sum() - kept.sum())
-        return kept
-
-    def step(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Advance one tick with input spikes `x` (0/1, n_in); returns (z_h, z_o, v_h, v_o)."""
-        p, cfg, w = self.p, self.cfg, self.w
-        s_h = self.x_prev @ w[Matrix.IN_HIDDEN]
-        if self.recurrent:
-            s_h = s_h + self.z_prev @ w[Matrix.HIDDEN_HIDDEN]
-        s_o = self.z_prev @ w[Matrix.HIDDEN_OUT]
-        g = p[Vector.HID_GAIN] * s_h
-        if self.fixed:
-            g = np.trunc(g).astype(np.int64)
-        self.i_h = self._sat(self._decay(self.i_h, p[Vector.HID_D_SYN]) + g)
-        z_h, self.v_h, self.r_h = self._fire(
-            self.v_h, self.i_h, self.r_h, p[Vector.HID_D_MEM], p[Vector.HID_THRESHOLD] + self.b_h
+    def _network(self) -> NetworkParams:
+        cfg, r, p = self.cfg, self.rules, self.p
+        rules = Rules(
+            fixed=self.fixed,
+            decay="shift" if cfg.decay_kind else "multiplier",
+            decay_bits=cfg.decay_bits,
+            decay_rounding=("truncate", "floor", "floor_min_step")[r.decay_rounding],
+            per_addition=bool(r.per_addition),
+            wrap_current=bool(r.wrap_current),
+            symmetric_membrane=bool(r.symmetric_membrane),
+            state_bits=cfg.state_bits,
+            fractional_bits=r.fractional_bits,
+            input_delay=r.input_delay,
+            add_then_decay=bool(r.add_then_decay),
+            strict_threshold=bool(r.strict_threshold),
+            reset_zero=bool(cfg.flags & ConfigFlag.RESET_ZERO),
+            refractory_steps=cfg.refractory_steps,
+            max_spike_count=r.max_spike_count,
+            spike_cap=cfg.max_spikes_per_step or None,
+            input_cap=cfg.max_input_spikes_per_step or None,
         )
-        self.b_h = self._sat(self._decay(self.b_h, p[Vector.HID_D_ADA]) + p[Vector.HID_BETA] * z_h)
-        z_h = self._cap(z_h, cfg.max_spikes_per_step)
-        self.i_o = self._sat(self._decay(self.i_o, p[Vector.OUT_D_SYN]) + s_o)
-        if self.spiking:
-            z_o, self.v_o, self.r_o = self._fire(
-                self.v_o, self.i_o, self.r_o, p[Vector.OUT_D_MEM], p[Vector.OUT_THRESHOLD]
-            )
-        else:
-            self.v_o = self._sat(self._decay(self.v_o, p[Vector.OUT_D_MEM]) + self.i_o)
-            z_o = np.zeros_like(self.v_o)
-        self.x_prev = self._cap(x.astype(self.dtype), cfg.max_input_spikes_per_step)
-        self.z_prev = z_h
-        self.tick += 1
-        return z_h, z_o, self.v_h.copy(), self.v_o.copy()
 
-    def _fire(self, v, i, r, d_mem, a):  # noqa: ANN001, ANN202 - state vectors
-        ref = r > 0
-        v = np.where(ref, v, self._sat(self._decay(v, d_mem) + i))
-        z = ((v >= a) & ~ref).astype(self.dtype)
-        v = np.where(z == 1, 0, v) if self.reset_zero else self._sat(v - z * a)
-        r = np.where(z == 1, self.cfg.refractory_steps, np.maximum(r - 1, 0))
-        return z, v, r
+        def factor(code: np.ndarray) -> torch.Tensor:
+            if not self.fixed:
+                return _tensor(code)
+            code = code.astype(np.int64)
+            if cfg.decay_kind:  # shift s -> 2^-s
+                return _tensor(np.ldexp(1.0, -code))
+            return _tensor(np.ldexp(((1 << cfg.decay_bits) - code).astype(np.float64), -cfg.decay_bits))
+
+        adaptive = bool(np.any(p[Vector.HID_BETA] != 0))
+        gain = p[Vector.HID_GAIN]
+        hidden = LayerParams(
+            mem=factor(p[Vector.HID_D_MEM]),
+            theta=_tensor(p[Vector.HID_THRESHOLD]),
+            syn=factor(p[Vector.HID_D_SYN]),
+            syn2=factor(p[Vector.HID_D_SYN2]) if r.synapses == 2 else None,
+            gain=None if np.all(gain == 1.0) else _tensor(gain),
+            bias=_tensor(p[Vector.HID_BIAS]),
+            ada=factor(p[Vector.HID_D_ADA]) if adaptive else None,
+            beta=_tensor(p[Vector.HID_BETA]) if adaptive else None,
+            spiking=True,
+            max_spike_count=r.max_spike_count,
+        )
+        out = LayerParams(
+            mem=factor(p[Vector.OUT_D_MEM]),
+            theta=_tensor(p[Vector.OUT_THRESHOLD]),
+            syn=factor(p[Vector.OUT_D_SYN]),
+            bias=_tensor(p[Vector.OUT_BIAS]),
+            spiking=bool(cfg.flags & ConfigFlag.SPIKING_READOUT),
+        )
+        return NetworkParams(rules, hidden, out)
+
+    def run(self, raster: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Advance `len(raster)` ticks (0/1 rows of n_in); returns (z_h counts, z_o, v_h, v_o) per tick."""
+        net = self._network()
+        w = {_WEIGHT_NAMES[m]: _tensor(a) for m, a in self.w.items()}
+        with torch.no_grad():
+            trace = simulate(net, _tensor(raster)[None], w, state=self.state)
+        self.state = trace.final
+        self.tick += len(raster)
+        self.dropped += int(trace.dropped_hidden.sum() + trace.dropped_input.sum())
+        z_o = trace.spikes.get("out", trace.v["out"].new_zeros(trace.v["out"].shape))
+        return tuple(a[0].numpy() for a in (trace.spikes["hidden"], z_o, trace.v["hidden"], trace.v["out"]))
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.tensor(np.asarray(a, dtype=np.float64))
 
 
 # ---------------------------------------------------------------- the board
@@ -203,6 +218,7 @@ class Board:
         self.counters = dict.fromkeys(COUNTER_NAMES, 0)
         self._cache: dict[int, tuple[int, int, bytes]] = {}  # channel -> (seq, request crc, response)
         self.cfg: ConfigNet | None = None
+        self.rules = ConfigRules()
         self.params: dict[Vector, np.ndarray] = {}
         self.active: dict[Matrix, np.ndarray] = {}
         self.generation = 0
@@ -297,7 +313,7 @@ class Board:
         self.counters["resets"] += 1
         if kind == 1:
             self.cfg, self.net, self.params, self.active = None, None, {}, {}
-            self.shadow, self.generation = None, 0
+            self.shadow, self.generation, self.rules = None, 0, ConfigRules()
         elif kind == 0:
             if self.net is not None:
                 self.net.reset_state()
@@ -306,24 +322,32 @@ class Board:
         return Msg.ACK, b""
 
     def _config(self, payload: bytes) -> tuple[Msg, bytes]:
-        cfg = ConfigNet.unpack(payload)
-        problem = self._cannot_host(cfg)
+        self._configure(ConfigNet.unpack(payload), ConfigRules())
+        return Msg.ACK, b""
+
+    def _config_rules(self, payload: bytes) -> tuple[Msg, bytes]:
+        self._configure(self.cfg, ConfigRules.unpack(payload))
+        return Msg.ACK, b""
+
+    def _configure(self, cfg: ConfigNet, rules: ConfigRules) -> None:
+        """Replace the configuration (§4.2): weights and parameters cleared, state reset."""
+        problem = self._cannot_host(cfg, rules)
         if problem:
             raise Nack(Nak.CAPABILITY, problem)
-        self.cfg = cfg
+        self.cfg, self.rules = cfg, rules
         self.params = {v: np.zeros(self._vector_len(v), _param_dtype(cfg, v).np) for v in Vector}
         self.params[Vector.HID_GAIN][:] = 1.0
         store = np.float64 if cfg.flags & ConfigFlag.FLOAT else np.int64
         self.active = {m: np.zeros(shape, store) for m, shape in self._shapes().items()}
         self.generation, self.shadow, self.shadow_gen = 0, None, 0
-        self.net = BoardNet(cfg, self.params, self.active)
+        self.net = BoardNet(cfg, rules, self.params, self.active)
         self.outputs = {}
-        return Msg.ACK, b""
 
-    def _cannot_host(self, cfg: ConfigNet) -> str:
+    def _cannot_host(self, cfg: ConfigNet, rules: ConfigRules) -> str:
         lim = self.limits
         neurons = cfg.n_hidden + cfg.n_out
-        synapses = sum(a * b for a, b in self._shapes(cfg).values())
+        synapses = sum(a * b for a, b in self._shapes(cfg, rules).values())
+        r = rules
         floats = bool(cfg.flags & ConfigFlag.FLOAT)
         checks = [
             ((Cap.FLOAT if floats else Cap.FIXED) not in self.capabilities,
@@ -337,15 +361,30 @@ class Board:
             (not 1 <= cfg.decay_bits <= lim.max_decay_bits,
              f"decay_bits {cfg.decay_bits} not in 1..{lim.max_decay_bits}"),
             (cfg.decay_kind > 1, f"decay kind {cfg.decay_kind}, expected 0 (multiplier) or 1 (shift)"),
+            (max(r.input_delay, r.add_then_decay, r.per_addition, r.wrap_current, r.symmetric_membrane,
+                 r.strict_threshold) > 1, "rule flags must be 0 or 1"),
+            (r.decay_rounding > 2 or (r.decay_rounding == 2 and cfg.decay_kind != 1),
+             "decay_rounding must be 0, 1, or 2 with shift decays"),
+            (r.fractional_bits + 1 >= cfg.state_bits, "fractional_bits must be < state_bits - 1"),
+            (r.max_spike_count < 1 or (r.max_spike_count > 1 and cfg.flags & ConfigFlag.RESET_ZERO),
+             "max_spike_count must be >= 1, and 1 with reset to zero"),
+            (r.synapses not in (1, 2), "synapses must be 1 or 2"),
         ]  # fmt: skip
         return next((msg for bad, msg in checks if bad), "")
 
-    def _shapes(self, cfg: ConfigNet | None = None) -> dict[Matrix, tuple[int, int]]:
-        cfg = cfg or self.cfg
+    def _shapes(
+        self, cfg: ConfigNet | None = None, rules: ConfigRules | None = None
+    ) -> dict[Matrix, tuple[int, int]]:
+        cfg, rules = cfg or self.cfg, rules or self.rules
+        recurrent = cfg.flags & ConfigFlag.RECURRENT
         shapes = {Matrix.IN_HIDDEN: (cfg.n_in, cfg.n_hidden)}
-        if cfg.flags & ConfigFlag.RECURRENT:
+        if recurrent:
             shapes[Matrix.HIDDEN_HIDDEN] = (cfg.n_hidden, cfg.n_hidden)
         shapes[Matrix.HIDDEN_OUT] = (cfg.n_hidden, cfg.n_out)
+        if rules.synapses == 2:
+            shapes[Matrix.IN_HIDDEN_2] = (cfg.n_in, cfg.n_hidden)
+            if recurrent:
+                shapes[Matrix.HIDDEN_HIDDEN_2] = (cfg.n_hidden, cfg.n_hidden)
         return shapes
 
     def _vector_len(self, v: Vector) -> int:
@@ -431,20 +470,23 @@ class Board:
 
     def _run(self, payload: bytes) -> tuple[Msg, bytes]:
         (n_ticks, flags), _ = unpack_head(RUN, payload)
-        cfg, record_v = self.cfg, bool(flags & 1)
+        cfg, record_v, counts = self.cfg, bool(flags & 1), self.rules.max_spike_count > 1
         per_tick = self._in_bytes() + (cfg.n_hidden + 7) // 8 + (cfg.n_out + 7) // 8
         per_tick += 4 * (cfg.n_hidden + cfg.n_out) if record_v else 0
+        per_tick += cfg.n_hidden if counts else 0
         if not 1 <= n_ticks <= self.limits.max_ticks or n_ticks * per_tick > self.limits.buffer_bytes:
             raise Nack(Nak.OUT_OF_RANGE, f"RUN of {n_ticks} ticks exceeds the board's buffers")
         if self.inputs.size < n_ticks * self._in_bytes():
             self.inputs = np.zeros(self.limits.max_ticks * self._in_bytes(), np.uint8)
         raster = np.unpackbits(self.inputs[: n_ticks * self._in_bytes()].reshape(n_ticks, -1), axis=1,
                                bitorder="little")[:, : cfg.n_in]  # fmt: skip
-        zs, zo, vs, vo = zip(*(self.net.step(raster[t]) for t in range(n_ticks)), strict=True)
-        self.outputs = {Buffer.HIDDEN_SPIKES: _bitmap(np.array(zs)), Buffer.OUT_SPIKES: _bitmap(np.array(zo))}
+        zs, zo, vs, vo = self.net.run(raster)
+        self.outputs = {Buffer.HIDDEN_SPIKES: _bitmap(zs > 0), Buffer.OUT_SPIKES: _bitmap(zo > 0)}
+        if counts:
+            self.outputs[Buffer.HIDDEN_COUNTS] = zs.astype(np.uint8).tobytes()
         if record_v:
-            self.outputs[Buffer.HIDDEN_V] = np.array(vs).astype(self._v_dtype).tobytes()
-            self.outputs[Buffer.OUT_V] = np.array(vo).astype(self._v_dtype).tobytes()
+            self.outputs[Buffer.HIDDEN_V] = vs.astype(self._v_dtype).tobytes()
+            self.outputs[Buffer.OUT_V] = vo.astype(self._v_dtype).tobytes()
         self.counters["ticks"] += n_ticks
         self.counters["spikes"] += int(np.sum(zs))
         self.counters["dropped_spikes"] = self.net.dropped
@@ -491,12 +533,20 @@ class Board:
         arrays |= {f"p{int(v)}": p for v, p in self.params.items()}
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:
-            np.savez(fh, cfg=np.frombuffer(self.cfg.pack(), np.uint8), generation=self.generation, **arrays)
+            np.savez(
+                fh,
+                cfg=np.frombuffer(self.cfg.pack(), np.uint8),
+                rules=np.frombuffer(self.rules.pack(), np.uint8),
+                generation=self.generation,
+                **arrays,
+            )
         os.replace(tmp, path)
 
     def _load(self, path: Path) -> None:
         with np.load(path) as data:
-            self._config(data["cfg"].tobytes())
+            self._configure(
+                ConfigNet.unpack(data["cfg"].tobytes()), ConfigRules.unpack(data["rules"].tobytes())
+            )
             for m in self.active:
                 self.active[m][...] = data[f"w{int(m)}"]
             for v in self.params:
@@ -509,6 +559,7 @@ _HANDLERS = {
     Msg.PING: Board._ping,
     Msg.RESET: Board._reset,
     Msg.CONFIG_NET: Board._config,
+    Msg.CONFIG_RULES: Board._config_rules,
     Msg.WRITE_PARAM: Board._write_param,
     Msg.WRITE_WEIGHTS: Board._write_weights,
     Msg.READ_WEIGHTS: Board._read_weights,
@@ -518,7 +569,14 @@ _HANDLERS = {
     Msg.READ_OUTPUT: Board._read_output,
     Msg.READ_COUNTERS: Board._read_counters,
 }
-_DECAYS = {Vector.HID_D_MEM, Vector.HID_D_SYN, Vector.HID_D_ADA, Vector.OUT_D_MEM, Vector.OUT_D_SYN}
+_DECAYS = {
+    Vector.HID_D_MEM,
+    Vector.HID_D_SYN,
+    Vector.HID_D_ADA,
+    Vector.OUT_D_MEM,
+    Vector.OUT_D_SYN,
+    Vector.HID_D_SYN2,
+}
 _ANYTIME = {Msg.HELLO, Msg.PING, Msg.RESET, Msg.CONFIG_NET, Msg.READ_COUNTERS}
 
 

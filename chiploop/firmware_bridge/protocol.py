@@ -19,7 +19,7 @@ from cobs import cobs
 from chiploop.errors import LinkError
 
 VERSION_MAJOR = 1
-VERSION_MINOR = 0
+VERSION_MINOR = 1
 VERSION = VERSION_MAJOR << 4 | VERSION_MINOR
 HEADER = struct.Struct("<BBBBHHH")
 CRC = struct.Struct("<I")
@@ -60,6 +60,7 @@ class Msg(IntEnum):
     READ_WEIGHTS = 0x13
     WEIGHTS = 0x14
     COMMIT = 0x15
+    CONFIG_RULES = 0x16
     INPUT = 0x20
     RUN = 0x21
     DONE = 0x22
@@ -97,6 +98,7 @@ class Cap(IntFlag):
     GAIN = 1 << 13
     SPIKE_CAP = 1 << 14
     W_F64 = 1 << 15
+    RULES = 1 << 16
 
 
 class DType(IntEnum):
@@ -122,6 +124,8 @@ class Matrix(IntEnum):
     IN_HIDDEN = 0
     HIDDEN_HIDDEN = 1
     HIDDEN_OUT = 2
+    IN_HIDDEN_2 = 3
+    HIDDEN_HIDDEN_2 = 4
 
 
 class Vector(IntEnum):
@@ -136,10 +140,13 @@ class Vector(IntEnum):
     OUT_D_MEM = 6
     OUT_D_SYN = 7
     OUT_THRESHOLD = 8
+    HID_D_SYN2 = 9
+    HID_BIAS = 10
+    OUT_BIAS = 11
 
     @property
     def hidden(self) -> bool:
-        return self <= Vector.HID_GAIN
+        return self <= Vector.HID_GAIN or self in (Vector.HID_D_SYN2, Vector.HID_BIAS)
 
 
 class Buffer(IntEnum):
@@ -147,6 +154,7 @@ class Buffer(IntEnum):
     OUT_SPIKES = 1
     HIDDEN_V = 2
     OUT_V = 3
+    HIDDEN_COUNTS = 4
 
 
 @dataclass(frozen=True)
@@ -307,7 +315,7 @@ class HelloAck(_Packed):
 
     @property
     def caps(self) -> Cap:
-        return Cap(self.capabilities & ((1 << 16) - 1))
+        return Cap(self.capabilities & sum(Cap))
 
 
 class ConfigFlag(IntFlag):
@@ -330,6 +338,23 @@ class ConfigNet(_Packed):
     refractory_steps: int
     max_spikes_per_step: int
     max_input_spikes_per_step: int
+
+
+@dataclass(frozen=True)
+class ConfigRules(_Packed):
+    """The rules chips differ on (§4.2b); chiploop's own rules are the defaults a board starts with."""
+
+    FORMAT: ClassVar[struct.Struct] = struct.Struct("<BBBBBBBBBB")
+    input_delay: int = 1
+    add_then_decay: int = 0
+    decay_rounding: int = 0  # truncate, floor, floor_min_step
+    per_addition: int = 0
+    wrap_current: int = 0
+    symmetric_membrane: int = 0
+    fractional_bits: int = 0
+    strict_threshold: int = 0
+    max_spike_count: int = 1
+    synapses: int = 1
 
 
 @dataclass(frozen=True)

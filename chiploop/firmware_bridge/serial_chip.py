@@ -9,9 +9,11 @@ and become active only with a CRC-checked COMMIT.
 from __future__ import annotations
 
 import time
+from dataclasses import fields
 
 import numpy as np
 
+from chiploop.chip.c_config import net_config, neuron_vectors
 from chiploop.chip_profiles.model import ChipProfile
 from chiploop.emulator.chip import Recording
 from chiploop.emulator.device_model import DeviceModel, NeuronConstants, validate_inputs
@@ -33,6 +35,7 @@ from chiploop.firmware_bridge.protocol import (
     Cap,
     ConfigFlag,
     ConfigNet,
+    ConfigRules,
     Done,
     DType,
     HelloAck,
@@ -48,6 +51,8 @@ MATRICES = {
     "in_hidden": Matrix.IN_HIDDEN,
     "hidden_hidden": Matrix.HIDDEN_HIDDEN,
     "hidden_out": Matrix.HIDDEN_OUT,
+    "in_hidden_2": Matrix.IN_HIDDEN_2,
+    "hidden_hidden_2": Matrix.HIDDEN_HIDDEN_2,
 }
 RUN_TIMEOUT_PER_TICK_S = 1e-3
 
@@ -165,6 +170,8 @@ class SerialChip:
             (bool(np.any(c.gain_h != 1.0)) and Cap.GAIN not in caps, "no per-neuron gain"),
             ((limits.max_spikes_per_step or limits.max_input_spikes_per_step) and Cap.SPIKE_CAP not in caps,
              "no spike caps"),
+            (wire_rules(self.profile, spec) != ConfigRules() and Cap.RULES not in caps,
+             "no configurable rules (CONFIG_RULES) for this profile's dynamics"),
             (not caps & (Cap.W_I8 | Cap.W_I16 | Cap.W_I32 if self.fixed else Cap.W_F32 | Cap.W_F64),
              "no weight format"),
         ]  # fmt: skip
@@ -172,15 +179,18 @@ class SerialChip:
 
     def _configure(self) -> None:
         try:
-            self.link.request(
-                Msg.CONFIG_NET, wire_config(self.profile, self.spec, self.device.constants).pack()
-            )
+            self.link.request(Msg.CONFIG_NET, wire_config(self.profile, self.spec).pack())
+            rules = wire_rules(self.profile, self.spec)
+            if rules != ConfigRules():
+                self.link.request(Msg.CONFIG_RULES, rules.pack())
         except NakError as exc:
             if exc.code == Nak.CAPABILITY:
                 raise ChipError(f"{self.url}: the board cannot host this network: {exc.text}") from None
             raise
         requests = []
         for vec, values in wire_params(self.device.constants).items():
+            if not np.any(values) and vec in (Vector.HID_BIAS, Vector.OUT_BIAS):
+                continue  # zero after CONFIG_NET already
             dtype = DType.F64 if vec == Vector.HID_GAIN or not self.fixed else DType.I32
             data = self._as_wire(values, dtype, vec.name)
             step = (self.link.max_payload - PARAM_HEAD.size) // dtype.np.itemsize
@@ -256,9 +266,12 @@ class SerialChip:
     def _run_sample(self, x: np.ndarray, record_v: bool) -> tuple[dict, dict, int]:
         """One raster `[T, n_in]` from rest: (spikes, v, dropped events)."""
         spec, info, link = self.spec, self.link.info, self.link
+        counts = self.profile.neuron.max_spike_count > 1
         in_bytes = (spec.n_in + 7) // 8
         hb, ob = (spec.n_hidden + 7) // 8, (spec.n_out + 7) // 8
-        per_tick = in_bytes + hb + ob + (4 * spec.n_neurons if record_v else 0)
+        per_tick = (
+            in_bytes + hb + ob + (4 * spec.n_neurons if record_v else 0) + (spec.n_hidden if counts else 0)
+        )
         chunk = max(1, min(info.max_ticks, info.buffer_bytes // per_tick))
         link.request(Msg.RESET, RESET.pack(0))
         parts: dict[Buffer, list[bytes]] = {b: [] for b in Buffer}
@@ -271,7 +284,7 @@ class SerialChip:
             timeout = link.timeout + n * RUN_TIMEOUT_PER_TICK_S
             done = Done.unpack(link.request(Msg.RUN, RUN.pack(n, int(record_v)), timeout=timeout).payload)
             dropped = done.dropped_spikes
-            sizes = {Buffer.HIDDEN_SPIKES: n * hb}
+            sizes = {Buffer.HIDDEN_COUNTS: n * spec.n_hidden} if counts else {Buffer.HIDDEN_SPIKES: n * hb}
             if spec.readout == "spiking":
                 sizes[Buffer.OUT_SPIKES] = n * ob
             if record_v:
@@ -284,7 +297,10 @@ class SerialChip:
             raw = np.frombuffer(b"".join(parts[buf]), np.uint8).reshape(T, -1)
             return np.unpackbits(raw, axis=1, count=n, bitorder="little")
 
-        spikes = {"hidden": bitmaps(Buffer.HIDDEN_SPIKES, spec.n_hidden)}
+        if counts:
+            spikes = {"hidden": np.frombuffer(b"".join(parts[Buffer.HIDDEN_COUNTS]), np.uint8).reshape(T, -1)}
+        else:
+            spikes = {"hidden": bitmaps(Buffer.HIDDEN_SPIKES, spec.n_hidden)}
         if spec.readout == "spiking":
             spikes["out"] = bitmaps(Buffer.OUT_SPIKES, spec.n_out)
         v = {}
@@ -317,40 +333,38 @@ class SerialChip:
         return {buf: bytes(data) for buf, data in out.items()}
 
 
-def wire_config(profile: ChipProfile, spec: NetworkSpec, c: NeuronConstants) -> ConfigNet:
+def wire_config(profile: ChipProfile, spec: NetworkSpec) -> ConfigNet:
     """The CONFIG_NET payload (docs/protocol.md §4.2) for a network under `profile`."""
+    c = net_config(profile, spec)
     flags = (
-        ConfigFlag.RECURRENT * spec.recurrent
-        | ConfigFlag.SPIKING_READOUT * (spec.readout == "spiking")
-        | ConfigFlag.RESET_ZERO * (c.reset == "zero")
-        | ConfigFlag.FLOAT * (c.arithmetic == "float")
+        ConfigFlag.RECURRENT * c["recurrent"]
+        | ConfigFlag.SPIKING_READOUT * c["spiking_readout"]
+        | ConfigFlag.RESET_ZERO * c["reset_zero"]
+        | ConfigFlag.FLOAT * (profile.arithmetic.kind == "float")
     )
-    return ConfigNet(
-        spec.n_in, spec.n_hidden, spec.n_out, int(flags), int(c.decay == "shift"), c.state_bits,
-        c.decay_bits, c.refractory_steps, profile.limits.max_spikes_per_step or 0,
-        profile.limits.max_input_spikes_per_step or 0,
-    )  # fmt: skip
+    return ConfigNet(c["n_in"], c["n_hidden"], c["n_out"], int(flags),
+                     *(c[k] for k in ("decay_kind", "state_bits", "decay_bits", "refractory_steps",
+                                      "max_spikes_per_step", "max_input_spikes_per_step")))  # fmt: skip
+
+
+def wire_rules(profile: ChipProfile, spec: NetworkSpec) -> ConfigRules:
+    """The CONFIG_RULES payload (§4.2b): the profile's rules of docs/dynamics.md."""
+    c = net_config(profile, spec)
+    return ConfigRules(*(c[f.name] for f in fields(ConfigRules)))
+
+
+_VECTORS = {
+    Vector.HID_D_MEM: "d_mem", Vector.HID_D_SYN: "d_syn", Vector.HID_D_ADA: "d_ada",
+    Vector.HID_THRESHOLD: "theta", Vector.HID_BETA: "beta", Vector.HID_GAIN: "gain",
+    Vector.OUT_D_MEM: "d_mem", Vector.OUT_D_SYN: "d_syn", Vector.OUT_THRESHOLD: "theta",
+    Vector.HID_D_SYN2: "d_syn2", Vector.HID_BIAS: "bias", Vector.OUT_BIAS: "bias",
+}  # fmt: skip
 
 
 def wire_params(c: NeuronConstants) -> dict[Vector, np.ndarray]:
-    """The WRITE_PARAM vectors (§4.3) of neuron constants.
-
-    Fixed arithmetic: NeuronConstants holds the decay multiplier `2^q - d` (or the shift s); the wire
-    carries d (or s). Float arithmetic: the decay factors themselves.
-    """
-
-    def code(constant: np.ndarray) -> np.ndarray:
-        multiplier = c.arithmetic == "fixed" and c.decay == "multiplier"
-        return (1 << c.decay_bits) - constant if multiplier else np.asarray(constant)
-
-    return {
-        Vector.HID_D_MEM: code(c.mem_h),
-        Vector.HID_D_SYN: code(c.syn_h),
-        Vector.HID_D_ADA: code(c.ada_h),
-        Vector.HID_THRESHOLD: np.asarray(c.threshold_h),
-        Vector.HID_BETA: np.asarray(c.beta_h),
-        Vector.HID_GAIN: np.asarray(c.gain_h),
-        Vector.OUT_D_MEM: code(c.mem_o),
-        Vector.OUT_D_SYN: code(c.syn_o),
-        Vector.OUT_THRESHOLD: np.asarray(c.threshold_o),
-    }
+    """The WRITE_PARAM vectors (§4.3) of neuron constants: decay codes (fixed) or factors (float)."""
+    h, vectors = c.mem_h.shape[0], neuron_vectors(c)
+    out = {vec: vectors[name][:h] if vec.hidden else vectors[name][h:] for vec, name in _VECTORS.items()}
+    if c.syn2_h is None:
+        del out[Vector.HID_D_SYN2]
+    return out

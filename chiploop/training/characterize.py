@@ -130,7 +130,7 @@ def deploy_cell(cell: Cell) -> dict[str, float]:
         weights,
         profile,
         NetworkSpec(**trained["network"]),
-        ScaledReadout(task, profile.neuron.threshold),
+        ScaledReadout(task, profile.readout_scale),
         draws=config.draws,
         target=config.target,
         batch_size=config.batch_size,

@@ -9,7 +9,7 @@
   programmed to evaluate.
 
 Every epoch ends with an evaluation **on the chip** (train and test split). The readout is measured
-in units of the firing threshold (`out_v / profile.neuron.threshold`), and init and learning rates
+in units of the firing threshold (`out_v / profile.readout_scale`), and init and learning rates
 are expressed in per-layer weight units (`layer_units`), so one set of defaults serves every
 built-in profile's scale.
 
@@ -195,12 +195,13 @@ def layer_units(profile: ChipProfile, spec: NetworkSpec) -> dict[str, float]:
     `unit / sqrt(fan_in)`) are neither all rounded to zero on a coarse grid nor buried in noise.
     """
     n, dt = profile.neuron, profile.timing.dt_s
-    kappa = math.exp(-dt / n.tau_syn_s) if n.tau_syn_s > 0 else 0.0
-    alpha_out = math.exp(-dt / n.tau_out_s)
+    tau_syn, tau_out, theta = n.nominal("tau_syn_s"), n.nominal("tau_out_s"), n.nominal("threshold")
+    kappa = math.exp(-dt / tau_syn) if tau_syn > 0 else 0.0
+    alpha_out = math.exp(-dt / tau_out)
     floor = weight_floor(profile)
     units = {}
     for name, (fan_in, _) in spec.weight_shapes().items():
-        natural = n.threshold * ((1.0 - kappa) * (1.0 - alpha_out) if name == "hidden_out" else 1.0)
+        natural = theta * ((1.0 - kappa) * (1.0 - alpha_out) if name == "hidden_out" else 1.0)
         units[name] = max(natural, floor * math.sqrt(fan_in))
     return units
 
@@ -209,7 +210,7 @@ def weight_floor(profile: ChipProfile) -> float:
     """The smallest weight the chip resolves: half its grid step, or its absolute noise at w = 0."""
     from chiploop.emulator.devices import quantization_step
 
-    noise, w_max = profile.noise, profile.weights.range[1]
+    noise, w_max = profile.noise, profile.weights.value_range[1]
     prog = {
         "gaussian_absolute": noise.programming.sigma,
         "pcm": noise.programming.coefficients[0] / noise.programming.g_max_us * w_max,
@@ -375,7 +376,7 @@ class Trainer:
             if out_dir is not None
             else default_run_dir(self.profile.name, self.task.name, self.estimator.name, seed)
         )
-        self.readout = ScaledReadout(self.task, self.profile.neuron.threshold)
+        self.readout = ScaledReadout(self.task, self.profile.readout_scale)
 
         from chiploop.emulator.twin import TorchTwin
 
@@ -422,7 +423,7 @@ class Trainer:
     def _init_weights(self) -> None:
         """N(0, (init_scale · unit)² / fan_in) per layer (see `layer_units`), clipped to the range."""
         self.twin.init_weights(_generator(self.seed, _INIT_STREAM), scale=self.init_scale)
-        theta = self.profile.neuron.threshold
+        theta = self.profile.neuron.nominal("threshold")
         with torch.no_grad():
             for name, p in self.twin.weights.items():
                 p.mul_(self.units[name] / theta)
@@ -522,7 +523,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ weights and chip
     def _clip_weights(self) -> None:
-        lo, hi = self.profile.weights.range
+        lo, hi = self.profile.weights.value_range
         with torch.no_grad():
             for p in self.twin.weights.values():
                 p.clamp_(lo, hi)

@@ -3,14 +3,14 @@
 #define CL_PROTOCOL_H
 
 #define CL_FW_MAJOR 0
-#define CL_FW_MINOR 1
+#define CL_FW_MINOR 2
 #define CL_BOARD_CHANNEL 0xFF
 
 enum cl_msg {
     CL_HELLO = 0x01, CL_HELLO_ACK = 0x02, CL_PING = 0x03, CL_PONG = 0x04, CL_ACK = 0x05,
     CL_NAK = 0x06, CL_RESET = 0x07, CL_LOG = 0x08,
     CL_CONFIG_NET = 0x10, CL_WRITE_PARAM = 0x11, CL_WRITE_WEIGHTS = 0x12, CL_READ_WEIGHTS = 0x13,
-    CL_WEIGHTS = 0x14, CL_COMMIT = 0x15,
+    CL_WEIGHTS = 0x14, CL_COMMIT = 0x15, CL_CONFIG_RULES = 0x16,
     CL_INPUT = 0x20, CL_RUN = 0x21, CL_DONE = 0x22, CL_READ_OUTPUT = 0x23, CL_OUTPUT = 0x24,
     CL_READ_COUNTERS = 0x25, CL_COUNTERS = 0x26
 };
@@ -25,7 +25,7 @@ enum cl_cap {
     CL_CAP_SPIKING_READOUT = 1u << 3, CL_CAP_ALIF = 1u << 4, CL_CAP_MEMBRANE = 1u << 5,
     CL_CAP_DECAY_SHIFT = 1u << 6, CL_CAP_DECAY_MULTIPLIER = 1u << 7, CL_CAP_W_I8 = 1u << 8,
     CL_CAP_W_I16 = 1u << 9, CL_CAP_W_I32 = 1u << 10, CL_CAP_W_F32 = 1u << 11,
-    CL_CAP_PERSIST = 1u << 12, CL_CAP_GAIN = 1u << 13, CL_CAP_SPIKE_CAP = 1u << 14
+    CL_CAP_PERSIST = 1u << 12, CL_CAP_GAIN = 1u << 13, CL_CAP_SPIKE_CAP = 1u << 14, CL_CAP_RULES = 1u << 16
 };
 
 /* CONFIG_NET flags */
@@ -36,12 +36,17 @@ enum cl_dtype { CL_I8 = 1, CL_I16 = 2, CL_I32 = 3, CL_F32 = 4, CL_F64 = 5 };
 enum cl_vector {
     CL_V_HID_D_MEM = 0, CL_V_HID_D_SYN = 1, CL_V_HID_D_ADA = 2, CL_V_HID_THRESHOLD = 3,
     CL_V_HID_BETA = 4, CL_V_HID_GAIN = 5, CL_V_OUT_D_MEM = 6, CL_V_OUT_D_SYN = 7,
-    CL_V_OUT_THRESHOLD = 8, CL_N_VECTORS = 9
+    CL_V_OUT_THRESHOLD = 8, CL_V_HID_D_SYN2 = 9, CL_V_HID_BIAS = 10, CL_V_OUT_BIAS = 11, CL_N_VECTORS = 12
 };
 
-enum cl_matrix { CL_M_IN_HIDDEN = 0, CL_M_HIDDEN_HIDDEN = 1, CL_M_HIDDEN_OUT = 2 };
+enum cl_matrix {
+    CL_M_IN_HIDDEN = 0, CL_M_HIDDEN_HIDDEN = 1, CL_M_HIDDEN_OUT = 2, CL_M_IN_HIDDEN_2 = 3, CL_M_HIDDEN_HIDDEN_2 = 4
+};
 
-enum cl_buffer { CL_B_HIDDEN_SPIKES = 0, CL_B_OUT_SPIKES = 1, CL_B_HIDDEN_V = 2, CL_B_OUT_V = 3 };
+enum cl_buffer {
+    CL_B_HIDDEN_SPIKES = 0, CL_B_OUT_SPIKES = 1, CL_B_HIDDEN_V = 2, CL_B_OUT_V = 3, CL_B_HIDDEN_COUNTS = 4,
+    CL_N_BUFFERS = 5
+};
 
 /* COUNTERS payload order (§4.7) */
 enum cl_counter {

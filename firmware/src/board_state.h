@@ -35,8 +35,8 @@ typedef struct {
     int32_t weights[2][CL_MAX_SYNAPSES];
     uint8_t input[CL_INPUT_BYTES];
     uint8_t output[CL_OUTPUT_BYTES];
-    uint32_t out_size[4]; /* bytes in each output buffer after the last RUN (0 = empty) */
-    uint32_t out_at[4];   /* where each output buffer starts in output[] */
+    uint32_t out_size[CL_N_BUFFERS]; /* bytes in each output buffer after the last RUN (0 = empty) */
+    uint32_t out_at[CL_N_BUFFERS];   /* where each output buffer starts in output[] */
 } cl_board_t;
 
 extern cl_board_t cl_board;
@@ -46,6 +46,7 @@ void cl_refuse(cl_reply *rep, uint8_t code, const char *detail);
 
 /* Handlers of the network commands (commands.c); each fills rep. */
 void cl_cmd_config(const cl_frame *req, cl_reply *rep);
+void cl_cmd_config_rules(const cl_frame *req, cl_reply *rep);
 void cl_cmd_write_param(const cl_frame *req, cl_reply *rep);
 void cl_cmd_write_weights(const cl_frame *req, cl_reply *rep);
 void cl_cmd_read_weights(const cl_frame *req, cl_reply *rep);

@@ -50,13 +50,40 @@ static int matrix_span(uint8_t matrix, uint32_t *start, uint32_t *size)
     const cl_net_cfg *c = &cl_board.cfg;
     const uint32_t in_h = (uint32_t)c->n_in * c->n_hidden;
     const uint32_t h_h = c->recurrent ? (uint32_t)c->n_hidden * c->n_hidden : 0;
+    const uint32_t h_o = (uint32_t)c->n_hidden * c->n_out;
+    const int two = c->synapses == 2;
 
     switch (matrix) {
     case CL_M_IN_HIDDEN: *start = 0; *size = in_h; return 1;
     case CL_M_HIDDEN_HIDDEN: *start = in_h; *size = h_h; return c->recurrent;
-    case CL_M_HIDDEN_OUT: *start = in_h + h_h; *size = (uint32_t)c->n_hidden * c->n_out; return 1;
+    case CL_M_HIDDEN_OUT: *start = in_h + h_h; *size = h_o; return 1;
+    case CL_M_IN_HIDDEN_2: *start = in_h + h_h + h_o; *size = in_h; return two;
+    case CL_M_HIDDEN_HIDDEN_2: *start = 2 * in_h + h_h + h_o; *size = h_h; return two && c->recurrent;
     default: return 0;
     }
+}
+
+/* Make cfg the configuration (CONFIG_NET, CONFIG_RULES): weights, parameters and state cleared. */
+static void configure(const cl_net_cfg *cfg, cl_reply *rep)
+{
+    const char *problem = cl_net_cfg_problem(cfg);
+    if (!problem && cfg->state_bits > 32) {
+        problem = "state_bits above 32 (membranes travel as i32)";
+    }
+    if (problem) {
+        cl_refuse(rep, CL_NAK_CAPABILITY, problem);
+        return;
+    }
+    cl_board.cfg = *cfg;
+    cl_board.configured = 1;
+    memset(cl_board.weights, 0, sizeof cl_board.weights);
+    cl_board.generation = 0;
+    cl_board.shadow_gen = 0;
+    cl_net_params_clear(&cl_board.params);
+    cl_net_reset(&cl_board.state);
+    cl_board.tick = 0;
+    memset(cl_board.out_size, 0, sizeof cl_board.out_size);
+    rep->type = CL_ACK;
 }
 
 /* 1 if elements [offset, offset + count) lie inside [0, size). */
@@ -69,7 +96,6 @@ void cl_cmd_config(const cl_frame *req, cl_reply *rep)
 {
     const uint8_t *p = req->payload;
     cl_net_cfg cfg;
-    const char *problem;
 
     memset(&cfg, 0, sizeof cfg);
     cfg.n_in = cl_rd16(p);
@@ -84,27 +110,30 @@ void cl_cmd_config(const cl_frame *req, cl_reply *rep)
     cfg.refractory_steps = cl_rd16(p + 10);
     cfg.max_spikes_per_step = cl_rd16(p + 12);
     cfg.max_input_spikes_per_step = cl_rd16(p + 14);
-
-    problem = cl_net_cfg_problem(&cfg);
+    cl_net_cfg_defaults(&cfg);
     if (p[6] & CL_CFG_FLOAT) {
-        problem = "float arithmetic not supported (fixed only)";
-    } else if (!problem && cfg.state_bits > 32) {
-        problem = "state_bits above 32 (membranes travel as i32)";
-    }
-    if (problem) {
-        cl_refuse(rep, CL_NAK_CAPABILITY, problem);
+        cl_refuse(rep, CL_NAK_CAPABILITY, "float arithmetic not supported (fixed only)");
         return;
     }
-    cl_board.cfg = cfg;
-    cl_board.configured = 1;
-    memset(cl_board.weights, 0, sizeof cl_board.weights);
-    cl_board.generation = 0;
-    cl_board.shadow_gen = 0;
-    cl_net_params_clear(&cl_board.params);
-    cl_net_reset(&cl_board.state);
-    cl_board.tick = 0;
-    memset(cl_board.out_size, 0, sizeof cl_board.out_size);
-    rep->type = CL_ACK;
+    configure(&cfg, rep);
+}
+
+void cl_cmd_config_rules(const cl_frame *req, cl_reply *rep)
+{
+    const uint8_t *p = req->payload;
+    cl_net_cfg cfg = cl_board.cfg;
+
+    cfg.input_delay = p[0];
+    cfg.add_then_decay = p[1];
+    cfg.decay_rounding = p[2];
+    cfg.per_addition = p[3];
+    cfg.wrap_current = p[4];
+    cfg.symmetric_membrane = p[5];
+    cfg.fractional_bits = p[6];
+    cfg.strict_threshold = p[7];
+    cfg.max_spike_count = p[8];
+    cfg.synapses = p[9];
+    configure(&cfg, rep);
 }
 
 void cl_cmd_write_param(const cl_frame *req, cl_reply *rep)
@@ -112,12 +141,15 @@ void cl_cmd_write_param(const cl_frame *req, cl_reply *rep)
     const cl_net_cfg *c = &cl_board.cfg;
     cl_net_params *par = &cl_board.params;
     const uint8_t vec = req->payload[0], dtype = req->payload[1];
+    const int hidden = vec <= CL_V_HID_GAIN || vec == CL_V_HID_D_SYN2 || vec == CL_V_HID_BIAS;
+    const int is_code = vec == CL_V_HID_D_MEM || vec == CL_V_HID_D_SYN || vec == CL_V_HID_D_ADA ||
+                        vec == CL_V_OUT_D_MEM || vec == CL_V_OUT_D_SYN || vec == CL_V_HID_D_SYN2;
     const uint32_t offset = cl_rd16(req->payload + 2);
     const uint8_t *data = req->payload + 4;
     const uint32_t bytes = req->len - 4u;
     const int is_gain = vec == CL_V_HID_GAIN;
     uint32_t count, length, base, k;
-    int32_t *target = NULL;
+    cl_param *target = NULL;
 
     if (vec >= CL_N_VECTORS) {
         cl_refuse(rep, CL_NAK_OUT_OF_RANGE, "unknown parameter vector");
@@ -132,8 +164,8 @@ void cl_cmd_write_param(const cl_frame *req, cl_reply *rep)
         return;
     }
     count = bytes / (uint32_t)dtype_size(dtype);
-    length = vec <= CL_V_HID_GAIN ? c->n_hidden : c->n_out;
-    base = vec <= CL_V_HID_GAIN ? 0u : c->n_hidden;
+    length = hidden ? c->n_hidden : c->n_out;
+    base = hidden ? 0u : c->n_hidden;
     if (!span_ok(offset, count, length)) {
         cl_refuse(rep, CL_NAK_OUT_OF_RANGE, "elements beyond the vector");
         return;
@@ -144,6 +176,8 @@ void cl_cmd_write_param(const cl_frame *req, cl_reply *rep)
     case CL_V_HID_D_ADA: target = par->d_ada; break;
     case CL_V_HID_BETA: target = par->beta; break;
     case CL_V_HID_THRESHOLD: case CL_V_OUT_THRESHOLD: target = par->theta; break;
+    case CL_V_HID_D_SYN2: target = par->d_syn2; break;
+    case CL_V_HID_BIAS: case CL_V_OUT_BIAS: target = par->bias; break;
     default: break;
     }
     for (k = 0; k < count; k++) { /* validate everything before changing anything */
@@ -152,8 +186,7 @@ void cl_cmd_write_param(const cl_frame *req, cl_reply *rep)
                 cl_refuse(rep, CL_NAK_OUT_OF_RANGE, "gain must be finite");
                 return;
             }
-        } else if (target != par->theta && target != par->beta &&
-                   !cl_net_decay_code_valid(c, int_element(data, CL_I32, k))) {
+        } else if (is_code && !cl_net_decay_code_valid(c, int_element(data, CL_I32, k))) {
             cl_refuse(rep, CL_NAK_OUT_OF_RANGE, "decay code outside the decay kind's range");
             return;
         }
@@ -302,7 +335,7 @@ static void pack_bits(uint8_t *dst, const uint8_t *z, uint32_t n)
     uint32_t k;
     memset(dst, 0, ceil8(n));
     for (k = 0; k < n; k++) {
-        dst[k >> 3] |= (uint8_t)((z[k] & 1u) << (k & 7u));
+        dst[k >> 3] |= (uint8_t)((z[k] != 0) << (k & 7u));
     }
 }
 
@@ -312,7 +345,8 @@ void cl_cmd_run(const cl_frame *req, cl_reply *rep)
     const cl_net_cfg *c = &b->cfg;
     const uint32_t n = cl_rd16(req->payload), record_v = req->payload[2] & 1u;
     const uint32_t in_b = ceil8(c->n_in), h_b = ceil8(c->n_hidden), o_b = ceil8(c->n_out);
-    const uint32_t per_tick = in_b + h_b + o_b + (record_v ? 4u * (c->n_hidden + c->n_out) : 0u);
+    const uint32_t counts = c->max_spike_count > 1 ? c->n_hidden : 0u;
+    const uint32_t per_tick = in_b + h_b + o_b + (record_v ? 4u * (c->n_hidden + c->n_out) : 0u) + counts;
     const uint32_t dropped_before = b->state.dropped;
     uint32_t t, k, spikes = 0;
 
@@ -324,8 +358,9 @@ void cl_cmd_run(const cl_frame *req, cl_reply *rep)
     b->out_size[CL_B_OUT_SPIKES] = n * o_b;
     b->out_size[CL_B_HIDDEN_V] = record_v ? 4u * n * c->n_hidden : 0u;
     b->out_size[CL_B_OUT_V] = record_v ? 4u * n * c->n_out : 0u;
+    b->out_size[CL_B_HIDDEN_COUNTS] = n * counts;
     b->out_at[0] = 0;
-    for (k = 1; k < 4; k++) {
+    for (k = 1; k < CL_N_BUFFERS; k++) {
         b->out_at[k] = b->out_at[k - 1] + b->out_size[k - 1];
     }
     for (t = 0; t < n; t++) {
@@ -333,11 +368,14 @@ void cl_cmd_run(const cl_frame *req, cl_reply *rep)
         for (k = 0; k < c->n_in; k++) {
             raster[k] = (uint8_t)((row[k >> 3] >> (k & 7u)) & 1u);
         }
-        cl_net_step(c, &b->params, b->weights[b->active], raster, &b->state);
+        cl_net_step(c, &b->params, b->weights[b->active], NULL, raster, &b->state);
         for (k = 0; k < c->n_hidden; k++) {
             spikes += b->state.z[k];
         }
         pack_bits(b->output + b->out_at[CL_B_HIDDEN_SPIKES] + t * h_b, b->state.z, c->n_hidden);
+        if (counts) {
+            memcpy(b->output + b->out_at[CL_B_HIDDEN_COUNTS] + t * counts, b->state.z, counts);
+        }
         pack_bits(b->output + b->out_at[CL_B_OUT_SPIKES] + t * o_b, b->state.z + c->n_hidden, c->n_out);
         if (record_v) {
             uint8_t *hv = b->output + b->out_at[CL_B_HIDDEN_V] + 4u * t * c->n_hidden;
@@ -366,7 +404,7 @@ void cl_cmd_read_output(const cl_frame *req, cl_reply *rep)
     const uint8_t buf = req->payload[0];
     const uint32_t offset = cl_rd32(req->payload + 1), count = cl_rd16(req->payload + 5);
 
-    if (buf > CL_B_OUT_V || cl_board.out_size[buf] == 0) {
+    if (buf >= CL_N_BUFFERS || cl_board.out_size[buf] == 0) {
         cl_refuse(rep, CL_NAK_OUT_OF_RANGE, "output buffer empty (no RUN, or RUN without record_v)");
         return;
     }

@@ -145,7 +145,12 @@ def test_loihi2_weights_are_minus_256_to_254_in_steps_of_2() -> None:
 def test_noisy_profiles_switch_their_noise_on() -> None:
     assert load_profile("ideal").noise.kinds() == []
     assert load_profile("loihi2").noise.kinds() == []
-    assert load_profile("pcm_crossbar").noise.kinds() == ["program:pcm", "read:pcm_1f", "drift:pcm"]
+    assert load_profile("pcm_crossbar").noise.kinds() == [
+        "program:pcm",
+        "read:pcm_1f",
+        "drift:pcm",
+        "periphery",
+    ]
     assert "stuck-at" in load_profile("rram_crossbar").noise.kinds()
     assert "mismatch" in load_profile("brainscales2").noise.kinds()
     assert "mismatch" in load_profile("dynapse2").noise.kinds()

@@ -48,7 +48,21 @@ def _base_type(ann: typing.Any) -> type | None:
     return None
 
 
-NUMERIC = [(path, _base_type(ann), meta) for path, ann, meta in LEAVES if _base_type(ann) and meta]
+def _bounds(metadata: list) -> list:
+    return [m for m in metadata if any(getattr(m, a, None) is not None for a in ("ge", "gt", "le"))]
+
+
+def _per_neuron(ann: typing.Any) -> bool:
+    """One number or a list of numbers (one per neuron)."""
+    return any(
+        typing.get_origin(typing.get_args(a)[0] if typing.get_origin(a) is typing.Annotated else a) is tuple
+        for a in typing.get_args(ann)
+    )
+
+
+NUMERIC = [
+    (path, _base_type(ann), _bounds(meta)) for path, ann, meta in LEAVES if _base_type(ann) and _bounds(meta)
+]
 LITERALS = [
     (path, typing.get_args(ann)) for path, ann, _ in LEAVES if typing.get_origin(ann) is typing.Literal
 ]
@@ -129,15 +143,21 @@ def test_bad_choice_lists_the_choices(path: str, choices: tuple, bad: str) -> No
     assert all(f"'{choice}'" in message for choice in choices)
 
 
-NUMERIC_ALL = [(path, _base_type(ann)) for path, ann, _ in LEAVES if _base_type(ann)]
+NUMERIC_ALL = [(path, _base_type(ann), _per_neuron(ann)) for path, ann, _ in LEAVES if _base_type(ann)]
 
 
-@pytest.mark.parametrize(("path", "kind"), NUMERIC_ALL, ids=[p for p, _ in NUMERIC_ALL])
+@pytest.mark.parametrize(("path", "kind", "per_neuron"), NUMERIC_ALL, ids=[p for p, _, _ in NUMERIC_ALL])
 @settings(max_examples=10, deadline=None)
-@given(bad=st.one_of(st.text(max_size=5), st.booleans(), st.lists(st.integers(), max_size=2)))
-def test_wrong_type_names_the_field(path: str, kind: type, bad: object) -> None:
+@given(data=st.data())
+def test_wrong_type_names_the_field(path: str, kind: type, per_neuron: bool, data) -> None:
+    lists = (
+        st.lists(st.text(min_size=1, max_size=3), min_size=1, max_size=2)
+        if per_neuron
+        else st.lists(st.integers(), max_size=2)
+    )  # a list of numbers is a valid per-neuron value
+    bad = data.draw(st.one_of(st.text(max_size=5), st.booleans(), lists))
     message = _error(_nest(path, bad))
-    assert f"{path}: " in message
+    assert f"{path}: " in message or (per_neuron and f"{path}[" in message)
     assert "integer" in message if kind is int else "number" in message
 
 

@@ -206,20 +206,22 @@ def test_pack_raster_bit_layout() -> None:
 def test_param_layout_is_contiguous() -> None:
     shape = Shape(2, 5, 3, 4, 2, True, False, True)
     lay = ParamLayout.of(shape)
-    assert lay.offsets["w_in"] == lay.offsets["cap"] + 1
-    assert lay.offsets["w_rec"] - lay.offsets["w_in"] == 3 * 4
-    assert lay.offsets["w_out"] - lay.offsets["w_rec"] == 4 * 4
-    assert lay.size == lay.offsets["w_out"] + 4 * 2
+    assert lay.offsets["in_hidden"] == lay.offsets["gain"] + 4 + 2  # vectors cover hidden + output neurons
+    assert lay.offsets["hidden_hidden"] - lay.offsets["in_hidden"] == 3 * 4
+    assert lay.offsets["hidden_out"] - lay.offsets["hidden_hidden"] == 4 * 4
+    assert lay.size == lay.offsets["hidden_out"] + 4 * 2
     masked = ParamLayout.of(shape, {"hidden_hidden": np.eye(4, dtype=bool)})  # only the mask's pairs
-    assert masked.offsets["w_out"] - masked.offsets["w_rec"] == 4
-    assert masked.size == lay.size - 12 and masked.offsets["fx"] == lay.offsets["fx"]
+    assert masked.offsets["hidden_out"] - masked.offsets["hidden_hidden"] == 4
+    assert masked.size == lay.size - 12 and masked.offsets["cfg"] == lay.offsets["cfg"]
+    two = ParamLayout.of(Shape(2, 5, 3, 4, 2, True, False, True, synapses=2))
+    assert two.size - lay.size == 3 * 4 + 4 * 4  # in_hidden_2 and hidden_hidden_2 follow
 
 
 def test_run_arrays_of_the_wrong_size_are_refused(chip: BrianChip, tmp_path) -> None:
     shape = chip._shape(6, T, True)
     lay = ParamLayout.of(shape)
     with pytest.raises(ChipError, match="expected params"):
-        run_compiled(tmp_path, shape, np.zeros(lay.size - 1), np.zeros((T, shape.raster_words)), False)
+        run_compiled(tmp_path, shape, np.zeros(lay.size - 1), np.zeros((T, shape.raster_words)))
 
 
 def test_unexpected_generated_code_is_refused(tmp_path) -> None:

@@ -153,7 +153,7 @@ def test_hello_of_another_major_version_gets_a_version_nak_in_the_boards_version
     raw[0] = 0x20
     raw += zlib.crc32(bytes(raw)).to_bytes(4, "little")
     (nak,) = FrameDecoder().feed(board.feed(cobs.encode(bytes(raw)) + b"\x00"))
-    assert (nak.type, nak.payload[0], nak.version) == (Msg.NAK, Nak.VERSION, 0x10)
+    assert (nak.type, nak.payload[0], nak.version) == (Msg.NAK, Nak.VERSION, 0x11)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ board simulator, and the integer network with TorchTwin under `arithmetic: fixed
 from __future__ import annotations
 
 import ctypes
-import shutil
 import struct
 import subprocess
 import time
@@ -62,35 +61,10 @@ from chiploop.firmware_bridge.protocol import (
 from chiploop.firmware_bridge.relay import FaultRates, Relay
 from chiploop.firmware_bridge.serial_chip import SerialChip
 
-FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
-BUILD = FIRMWARE / "build"
-
 Ask = Callable[[Msg, bytes], tuple[int, bytes]]  # request -> (response type, payload); NAK -> (NAK, code)
 
 
 # ---------------------------------------------------------------- build and serve
-
-
-@pytest.fixture(scope="module")
-def build() -> Path:
-    if shutil.which("make") is None or not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")):
-        pytest.skip("no C compiler (cc/gcc/clang) and make on PATH: cannot build firmware/")
-    done = subprocess.run(["make", "-C", str(FIRMWARE)], capture_output=True, text=True)
-    assert done.returncode == 0, f"make -C firmware failed:\n{done.stdout}\n{done.stderr}"
-    return BUILD
-
-
-@pytest.fixture
-def board_path(build: Path) -> Iterator[str]:
-    """A fresh firmware process on a pty; yields the device path it printed."""
-    proc = subprocess.Popen([str(build / "chiploop_board")], stdout=subprocess.PIPE, text=True)
-    try:
-        path = proc.stdout.readline().strip()
-        assert path.startswith("/dev/"), f"chiploop_board printed {path!r}, expected a pty path"
-        yield path
-    finally:
-        proc.terminate()
-        proc.wait(timeout=5)
 
 
 @pytest.fixture
@@ -210,8 +184,8 @@ def run_sample(ask: Ask, cfg: ConfigNet, raster: np.ndarray, chunk: int, record_
 
 
 @pytest.fixture(scope="module")
-def core(build: Path) -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(build / "libchiploop_core.so"))
+def core(firmware_build: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(firmware_build / "libchiploop_core.so"))
     lib.cl_crc32.restype = ctypes.c_uint32
     lib.cl_crc32.argtypes = [ctypes.c_uint32, ctypes.c_char_p, ctypes.c_size_t]
     lib.cl_cobs_encode.restype = ctypes.c_size_t
@@ -274,10 +248,10 @@ def test_ping_echoes_any_payload(link: Link, payload: bytes) -> None:
     assert link.ping(payload) < 1.0
 
 
-def test_stdio_mode_serves_on_pipes(build: Path) -> None:
+def test_stdio_mode_serves_on_pipes(firmware_build: Path) -> None:
     hello, ping = Frame(Msg.HELLO, HELLO.pack(240), seq=1), Frame(Msg.PING, b"hi", seq=2)
     requests = encode_frame(hello) + encode_frame(ping)
-    cmd = [str(build / "chiploop_board"), "--stdio", "--board-id", "0x1234"]
+    cmd = [str(firmware_build / "chiploop_board"), "--stdio", "--board-id", "0x1234"]
     done = subprocess.run(cmd, input=requests, capture_output=True, timeout=10)
     hello_ack, pong = FrameDecoder().feed(done.stdout)
     assert done.returncode == 0  # EOF on stdin ends the board
@@ -398,7 +372,7 @@ def test_unconfigured_board_refuses(link: Link, mtype: int, payload: bytes, code
             PARAM_HEAD.pack(Vector.HID_GAIN, DType.F64, 0) + struct.pack("<d", np.nan),
             Nak.OUT_OF_RANGE,
         ),
-        (Msg.WRITE_PARAM, PARAM_HEAD.pack(9, DType.I32, 0) + b"\0" * 4, Nak.OUT_OF_RANGE),
+        (Msg.WRITE_PARAM, PARAM_HEAD.pack(len(Vector), DType.I32, 0) + b"\0" * 4, Nak.OUT_OF_RANGE),
         (Msg.WRITE_PARAM, PARAM_HEAD.pack(Vector.HID_BETA, DType.I32, 0) + b"\0" * 3, Nak.BAD_LEN),
         (Msg.READ_WEIGHTS, READ_WEIGHTS.pack(0, DType.I32, 0, 59), Nak.OUT_OF_RANGE),
         (Msg.READ_WEIGHTS, READ_WEIGHTS.pack(2, DType.I8, 5, 2), Nak.OUT_OF_RANGE),

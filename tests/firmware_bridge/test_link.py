@@ -60,7 +60,7 @@ def test_busy_port_is_refused(start_board) -> None:
 
 def test_unknown_protocol_version_names_port_and_version(serve) -> None:
     url = serve(Board(version=0x21))
-    with pytest.raises(LinkError, match=rf"^{url}: unknown protocol version 2\.1 \(host speaks 1\.0\)"):
+    with pytest.raises(LinkError, match=rf"^{url}: unknown protocol version 2\.1 \(host speaks 1\.1\)"):
         Link(url, hello_wait_s=1.0)
 
 
@@ -114,7 +114,7 @@ def test_nak_is_a_link_error_with_its_code(serve) -> None:
 
 
 def test_host_version_constant_matches_the_doc() -> None:
-    assert VERSION == 0x10
+    assert VERSION == 0x11  # docs/protocol.md: version 1.1
 
 
 def test_request_many_keeps_a_window_in_flight_and_recovers_lost_answers(serve) -> None:

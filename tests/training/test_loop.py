@@ -117,7 +117,8 @@ def test_chip_holds_the_shadow_weights_after_each_step(tmp_path) -> None:
     on_chip = trainer.chip.read_weights()
     shadow = trainer.float_weights()
     for name in shadow:
-        assert np.all(np.abs(on_chip[name] - shadow[name]) <= 1.0 + 1e-9)  # grid step 2: round to nearest
+        inside = np.clip(shadow[name], -256, 254)  # grid step 2, floored as Lava floors odd weights
+        assert np.all((inside - on_chip[name] >= 0) & (inside - on_chip[name] < 2.0))
         assert np.all(on_chip[name] % 2 == 0)
 
 

@@ -39,7 +39,7 @@ class RandomFeedback:
         w_out = model.weights["hidden_out"]
         key = (*w_out.shape, w_out.dtype)
         if key not in self._cache:
-            scale = model.profile.neuron.threshold if self.scale is None else self.scale
+            scale = model.profile.neuron.nominal("threshold") if self.scale is None else self.scale
             gen = torch.Generator().manual_seed(self.seed)
             b = (
                 torch.randn(tuple(w_out.shape), generator=gen, dtype=torch.float64)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from chiploop.chip.dynamics import arriving_inputs
 from chiploop.emulator.chip import Chip
 from chiploop.errors import TrainingError
 from chiploop.training.estimators.base import (
@@ -29,7 +30,7 @@ from chiploop.training.estimators.base import (
     forward_weights,
     inputs_of,
 )
-from chiploop.training.estimators.unroll import cap_spikes, unroll
+from chiploop.training.estimators.unroll import unroll
 from chiploop.training.tasks import Batch, Task
 
 if TYPE_CHECKING:
@@ -119,6 +120,11 @@ class NodePerturbation(Estimator):
                 "node_perturbation injects currents into neurons, which a chip does not expose: "
                 "run it without a chip (offline, on the twin), or use weight_perturbation in the loop"
             )
+        if model.spec.synapses > 1:
+            raise TrainingError(
+                "node_perturbation perturbs the first synaptic current only: it cannot estimate the "
+                "weights of a second one (use weight_perturbation)"
+            )
         x = inputs_of(batch, model)
         w = {k: v.detach() for k, v in forward_weights(model, weights).items()}
 
@@ -142,10 +148,10 @@ class NodePerturbation(Estimator):
             coef = (plus - minus) / (2 * self.sigma**2 * self.n_samples)
             for k in g_s:
                 g_s[k] += coef * xi[k]
-        x_pre = cap_spikes(x.to(dtype), model.profile.limits.max_input_spikes_per_step)[:, :-1]
+        x_in = arriving_inputs(x.to(dtype), model.params.rules)
         z_pre = z[:, :-1]
         grads = {
-            "in_hidden": torch.einsum("bti,btj->ij", x_pre, g_s["hidden"][:, 1:]),
+            "in_hidden": torch.einsum("bti,btj->ij", x_in, g_s["hidden"]),
             "hidden_out": torch.einsum("bti,btj->ij", z_pre, g_s["out"][:, 1:]),
         }
         if "hidden_hidden" in w:

@@ -182,7 +182,7 @@ def student(
     units = layer_units(profile, spec)
     with torch.no_grad():
         for name, p in twin.weights.items():
-            p.mul_(units[name] / profile.neuron.threshold)
+            p.mul_(units[name] / profile.neuron.nominal("threshold"))
     return twin
 
 

@@ -80,7 +80,7 @@ def run(out_dir: Path, quick: bool, seed: int, progress: bool, scale: float = 1.
     levels = [1.0, 8.0] if quick else [1.0, 2.0, 4.0, 8.0]
     chips = [seed + 100 + c for c in range(scaled(1 if quick else 3, scale))]
     limit = scaled(n_test, scale, 60)
-    readout = ScaledReadout(task, base.neuron.threshold)
+    readout = ScaledReadout(task, base.readout_scale)
     rows = []
     with single_thread():
         nominal = mismatched(base, 0.0)

@@ -1,0 +1,600 @@
+"""The chip's dynamics, written once in Python: the rules as typed data and one pure torch step.
+
+`step(drive, state, params, rules) -> (spikes, state)` is one layer's update of docs/dynamics.md
+(Norse style: state in, state out, nothing hidden). `simulate` loops it over a network and time and
+is what every Python user of the dynamics runs: TorchTwin (learner and chip role), the gradient
+estimators (through `Credit`, which only reroutes gradients) and the board simulator. The C
+definition (`firmware/src/net.c`, also compiled into the Brian2 emulator) implements the same rules;
+the conformance suite pins the two to each other bit for bit under fixed arithmetic, and the vendor
+tests pin this one to XyloSim and to Lava's bit-accurate Loihi models.
+
+Fixed arithmetic runs in float64 holding integers (exact below 2^53); its gradients are
+straight-through: rounding passes the gradient unchanged, saturation passes none outside the range,
+a wrap passes it unchanged, and a per-addition saturation gets the gradient of the plain sum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from chiploop.chip.rules import Rules
+
+if TYPE_CHECKING:
+    from chiploop.chip_profiles.model import ChipProfile
+    from chiploop.emulator.device_model import NeuronConstants
+    from chiploop.emulator.surrogates import Surrogate
+
+
+# ---------------------------------------------------------------- per-layer parameters
+@dataclass(frozen=True)
+class LayerParams:
+    """One layer's per-neuron constants as tensors (decays in multiply form: alpha, m/2^q or 2^-s).
+
+    syn None: no synaptic filter, the current is the step's input; syn2 None: no second current;
+    gain None: G(x) = x; ada/beta None: not adaptive; bias None: no bias. theta is in state units.
+    """
+
+    mem: Tensor
+    theta: Tensor
+    syn: Tensor | None = None
+    syn2: Tensor | None = None
+    gain: Tensor | None = None
+    bias: Tensor | None = None
+    ada: Tensor | None = None
+    beta: Tensor | None = None
+    spiking: bool = True
+    max_spike_count: int = 1
+
+
+@dataclass(frozen=True)
+class NetworkParams:
+    """The whole network's rules and layer constants, ready for `simulate`."""
+
+    rules: Rules
+    hidden: LayerParams
+    out: LayerParams
+
+
+def network_params(
+    profile: ChipProfile, c: NeuronConstants, spiking_readout: bool, dtype: torch.dtype
+) -> NetworkParams:
+    """Tensors of the neuron constants `c` under `profile`'s rules (fixed arithmetic: float64)."""
+    rules = Rules.of(profile)
+    dtype = torch.float64 if rules.fixed else dtype
+
+    def tensor(a: np.ndarray) -> Tensor:
+        return torch.tensor(np.asarray(a, dtype=np.float64), dtype=dtype)
+
+    def factor(values: np.ndarray) -> Tensor:
+        a = np.asarray(values, dtype=np.float64)
+        if rules.fixed:  # multiplier m -> m / 2^q; shift s -> 2^-s; both exact in float64
+            a = np.ldexp(1.0, -a.astype(np.int64)) if rules.decay == "shift" else np.ldexp(a, -c.decay_bits)
+        return tensor(a)
+
+    def optional(a: np.ndarray | None, make=tensor) -> Tensor | None:  # noqa: ANN001 - a factory
+        return None if a is None or not np.any(np.asarray(a) != 0) else make(a)
+
+    adaptive = bool(np.any(c.beta_h != 0))
+    gain = None if np.all(c.gain_h == 1.0) else tensor(c.gain_h)
+    hidden = LayerParams(
+        mem=factor(c.mem_h),
+        theta=tensor(c.threshold_h),
+        syn=factor(c.syn_h) if c.syn_enabled else None,
+        syn2=None if c.syn2_h is None else factor(c.syn2_h),
+        gain=gain,
+        bias=optional(c.bias_h),
+        ada=factor(c.ada_h) if adaptive else None,
+        beta=tensor(c.beta_h) if adaptive else None,
+        spiking=True,
+        max_spike_count=rules.max_spike_count,
+    )
+    out = LayerParams(
+        mem=factor(c.mem_o),
+        theta=tensor(c.threshold_o),
+        syn=factor(c.syn_o) if c.syn_enabled else None,
+        bias=optional(c.bias_o),
+        spiking=spiking_readout,
+        max_spike_count=1,
+    )
+    return NetworkParams(rules, hidden, out)
+
+
+# ---------------------------------------------------------------- arithmetic
+def _round(x: Tensor, how: Literal["trunc", "floor"]) -> Tensor:
+    """Round toward zero or down; straight-through gradient."""
+    r = torch.trunc(x) if how == "trunc" else torch.floor(x)
+    return x + (r - x).detach() if x.requires_grad else r
+
+
+def decay(x: Tensor, factor: Tensor, rules: Rules) -> Tensor:
+    """D(x): alpha·x (float); multiplier: round(x·m/2^q); shift: x − round(x/2^s) (docs/dynamics.md)."""
+    if not rules.fixed:
+        return x * factor
+    how: Literal["trunc", "floor"] = "trunc" if rules.decay_rounding == "truncate" else "floor"
+    if rules.decay == "multiplier":
+        return _round(x * factor, how)
+    step = _round(x * factor, how)
+    if rules.decay_rounding == "floor_min_step":  # a non-zero state moves by at least 1 (Xylo)
+        step = step + (torch.where(step.detach() == 0, torch.sign(x.detach()), step.detach()) - step.detach())
+    return x - step
+
+
+def _saturate(x: Tensor, lo: float, hi: float) -> Tensor:
+    return x.clamp(lo, hi)
+
+
+def _wrap(x: Tensor, rules: Rules) -> Tensor:
+    """Lava's 24-bit wrap of u: once by 2^state_bits into (−2^(b−1), 2^(b−1)] (lava/proc/lif/models.py)."""
+    span, half = 2.0**rules.state_bits, 2.0 ** (rules.state_bits - 1)
+    d = x.detach()
+    return x - span * (d > half).to(x.dtype) + span * (d <= -half).to(x.dtype)
+
+
+def _bound_current(x: Tensor, rules: Rules) -> Tensor:
+    if not rules.fixed:
+        return x
+    return _wrap(x, rules) if rules.wrap_current else _saturate(x, rules.lo, rules.hi)
+
+
+def _bound_membrane(x: Tensor, rules: Rules) -> Tensor:
+    return _saturate(x, rules.v_lo, rules.hi) if rules.fixed else x
+
+
+def saturating_sum(
+    start: Tensor, terms: list[tuple[Tensor, Tensor]], scale: float, lo: float, hi: float
+) -> Tensor:
+    """`start` plus every event of `terms`, saturating to [lo, hi] after each single addition (values only).
+
+    terms: (spike counts `[B, pre]`, weights `[pre, N]`) in delivery order; a neuron's count of k
+    adds k·w at once (equal to k saturating additions of w). Exact: entries that cannot leave the
+    range on the way take the plain sum; the others compose the clamp-adds `clamp(x + a, lo, hi)`,
+    which are closed under composition, in a log-depth reduction over the events.
+    """
+    start = start.detach()
+    counts = torch.cat([z.detach() for z, _ in terms], dim=1)  # [B, K]
+    weights = torch.cat([w.detach() for _, w in terms], dim=0) * scale  # [K, N]
+    plain = start + counts @ weights
+    up = start + counts @ weights.clamp(min=0)
+    down = start + counts @ weights.clamp(max=0)
+    risky = (up > hi) | (down < lo)
+    if not bool(risky.any()):
+        return plain
+    b, n = risky.nonzero(as_tuple=True)
+    add = counts[b] * weights[:, n].T  # [M, K] each event's addition, in delivery order
+    k = add.shape[1]
+    width = 1 << max(0, (k - 1).bit_length())
+    add = torch.nn.functional.pad(add, (0, width - k))
+    low, high = torch.full_like(add, lo), torch.full_like(add, hi)
+    while add.shape[1] > 1:  # f2 ∘ f1 of neighbours: (a1 + a2, clamp(l1 + a2), clamp(h1 + a2))
+        a1, a2 = add[:, 0::2], add[:, 1::2]
+        l2, h2 = low[:, 1::2], high[:, 1::2]
+        low = torch.minimum(torch.maximum(low[:, 0::2] + a2, l2), h2)
+        high = torch.minimum(torch.maximum(high[:, 0::2] + a2, l2), h2)
+        add = a1 + a2
+    exact = plain.clone()
+    exact[b, n] = torch.minimum(torch.maximum(start[b, n] + add[:, 0], low[:, 0]), high[:, 0])
+    return exact
+
+
+# ---------------------------------------------------------------- one layer, one step
+@dataclass
+class Drive:
+    """A layer's synaptic input for one step, in model units, before gain and fractional shift.
+
+    s, s2: summed weighted spike counts into the first and second synaptic current (`[B, N]`,
+    carrying the gradient). terms, terms2: the same as (counts `[B, pre]`, weights `[pre, N]`) in
+    delivery order, needed only under per-addition saturation (their sum must equal s, s2).
+    """
+
+    s: Tensor
+    s2: Tensor | None = None
+    terms: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    terms2: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+
+
+@dataclass
+class LayerState:
+    """A layer's state: currents i (and i2), membrane v, adaptation b, refractory steps left r."""
+
+    i: Tensor
+    v: Tensor
+    i2: Tensor | None = None
+    b: Tensor | None = None
+    r: Tensor | None = None
+
+    @classmethod
+    def rest(cls, batch: int, p: LayerParams, rules: Rules, dtype: torch.dtype) -> LayerState:
+        zeros = torch.zeros(batch, p.theta.shape[0], dtype=dtype)
+        return cls(
+            i=zeros,
+            v=zeros,
+            i2=zeros if p.syn2 is not None else None,
+            b=zeros if p.ada is not None else None,
+            r=zeros if rules.refractory_steps and p.spiking else None,
+        )
+
+    def detached(self) -> LayerState:
+        return LayerState(
+            *(None if t is None else t.detach() for t in (self.i, self.v, self.i2, self.b, self.r))
+        )
+
+
+def _current(i: Tensor, s: Tensor, terms: list, factor: Tensor | None, rules: Rules) -> Tensor:
+    """One synaptic current's update: I <- bound(D(I) + s), or I <- D(bound(I + s)) (add_then_decay).
+
+    factor None (no synaptic filter): I <- bound(s)."""
+    if factor is None:
+        start = torch.zeros_like(s)
+    else:
+        start = i if rules.add_then_decay else decay(i, factor, rules)
+    total = start + s
+    if rules.per_addition:
+        exact = saturating_sum(start, terms, 2.0**rules.fractional_bits, rules.lo, rules.hi)
+        total = total + (exact - total).detach()
+    else:
+        total = _bound_current(total, rules)
+    return decay(total, factor, rules) if rules.add_then_decay and factor is not None else total
+
+
+def _input(s: Tensor | None, p: LayerParams, rules: Rules) -> Tensor | None:
+    """G(s) then the fractional shift: trunc(gain·s)·2^f (fixed), gain·s (float)."""
+    if s is None:
+        return None
+    if p.gain is not None:
+        s = _round(p.gain * s, "trunc") if rules.fixed else p.gain * s
+    return s * 2.0**rules.fractional_bits if rules.fractional_bits else s
+
+
+def _fires(v: Tensor, a: Tensor, rules: Rules) -> Tensor:
+    """`v > A` or `v >= A` as 0/1 in v's dtype (comparing into a float `out` beats a bool cast)."""
+    op = torch.gt if rules.strict_threshold else torch.ge
+    return op(v, a, out=torch.empty_like(v))
+
+
+def _count(v: Tensor, a: Tensor, p: LayerParams, rules: Rules) -> Tensor:
+    """Spikes this step: 0/1, or up to `max_spike_count` (each subtracting A once)."""
+    if p.max_spike_count == 1:
+        return _fires(v, a, rules)
+    q = v / a
+    n = torch.ceil(q) - 1 if rules.strict_threshold else torch.floor(q)
+    return n.clamp_(0, p.max_spike_count)
+
+
+def step(
+    drive: Drive,
+    state: LayerState,
+    p: LayerParams,
+    rules: Rules,
+    surrogate: Surrogate | None = None,
+    forced: Tensor | None = None,
+) -> tuple[Tensor, LayerState]:
+    """One step of one layer (docs/dynamics.md): currents, membrane, threshold, reset, refractoriness,
+    adaptation. Returns (spike counts `[B, N]`, new state); a leaky layer returns empty spikes.
+
+    surrogate: spikes carry its gradient (None: no gradient, plain comparisons). forced: spike
+    values replacing the layer's own (replay of a chip's recording), gradients kept.
+    """
+    i = _current(state.i, _input(drive.s, p, rules), drive.terms, p.syn, rules)
+    i2 = None
+    if p.syn2 is not None:
+        s2 = _input(drive.s2, p, rules)
+        i2 = _current(state.i2, s2 if s2 is not None else torch.zeros_like(i), drive.terms2, p.syn2, rules)
+    current = i if i2 is None else i + i2
+    v = state.v
+    if rules.per_addition:  # Xylo: dv = sat(D(v) − v + I); dv = sat(dv + bias); v = sat(v + dv)
+        leak = decay(v, p.mem, rules) - v  # a state-width register: -(-2^(b-1)) wraps to -2^(b-1)
+        leak = leak - 2.0**rules.state_bits * (leak.detach() > rules.hi).to(leak.dtype)
+        dv = _saturate(leak + current, rules.v_lo, rules.hi)
+        if p.bias is not None:
+            dv = _saturate(dv + p.bias, rules.v_lo, rules.hi)
+        v_new = _bound_membrane(v + dv, rules)
+    else:
+        v_new = decay(v, p.mem, rules) + current
+        v_new = _bound_membrane(v_new + p.bias if p.bias is not None else v_new, rules)
+    new = LayerState(i=i, i2=i2, v=v_new, b=state.b, r=state.r)
+    if not p.spiking:
+        return v_new.new_zeros(0), new
+    free = None
+    if state.r is not None:  # 0/1 blends instead of torch.where: exact, and far faster on CPU
+        held = state.r.clamp(max=1)
+        free = 1 - held
+        v_new = v * held + v_new * free
+    a = p.theta + state.b if state.b is not None else p.theta
+    count = _count(v_new.detach(), a.detach(), p, rules)
+    z = count if surrogate is None else surrogate((v_new - a) / p.theta)
+    if surrogate is not None and (p.max_spike_count > 1 or rules.strict_threshold):
+        z = z + (count - z).detach()  # value: the rule's count; gradient: the first threshold's
+    if free is not None:
+        z = z * free
+    if forced is not None:
+        z = z + (forced - z).detach()
+    if rules.reset_zero:
+        v_new = v_new * (1 - z)
+    else:
+        v_new = v_new - z * a
+    if state.r is not None:
+        left = (state.r - 1).clamp_(min=0)
+        new.r = left + (z.detach() > 0).to(z.dtype) * (rules.refractory_steps - left)
+    if state.b is not None:
+        assert p.ada is not None and p.beta is not None
+        b = decay(state.b, p.ada, rules) + p.beta * z
+        new.b = _saturate(b, rules.lo, rules.hi) if rules.fixed else b
+    new.v = v_new
+    return z, new
+
+
+# ---------------------------------------------------------------- a network over time
+@dataclass(frozen=True)
+class Credit:
+    """How gradients flow backward through `simulate` (forward values never change).
+
+    recurrent: "full" (BPTT); "none" (e-prop/RFLO: stop-gradient on z_{t−1} fed back through W_rec,
+    each neuron's own temporal dependence, its eligibility trace, is kept); "diag" (SnAp-1: only
+    diag(W_rec) carries gradient through z_{t−1}). feedback: a fixed `[H, O]` matrix B sending the
+    readout error to the hidden spikes instead of W_out (W_out itself keeps its exact gradient).
+    truncation k: all state is detached every k steps (truncated BPTT).
+    """
+
+    recurrent: Literal["full", "diag", "none"] = "full"
+    feedback: Tensor | None = None
+    truncation: int | None = None
+
+    def __post_init__(self) -> None:
+        from chiploop.errors import TrainingError
+
+        if self.recurrent not in ("full", "diag", "none"):
+            raise TrainingError(f"Credit.recurrent must be 'full', 'diag' or 'none', got {self.recurrent!r}")
+        if self.truncation is not None and (not isinstance(self.truncation, int) or self.truncation < 1):
+            raise TrainingError(f"truncation must be a positive int (steps), got {self.truncation!r}")
+
+
+def cap_spikes(z: Tensor, cap: int | None) -> Tensor:
+    """Keep per row `[.., N]` the first `cap` neurons that fired, in index order (gradient kept)."""
+    if cap is None:
+        return z
+    fired = torch.gt(z.detach(), 0, out=torch.empty_like(z))
+    return z * (cap + 1 - torch.cumsum(fired, dim=-1)).clamp_(0, 1)
+
+
+@dataclass
+class Trace:
+    """A run of the network: per layer `[B, T, N]` tensors, the events the caps dropped per sample
+    (`[B]`: hidden neurons not delivered, input spikes refused), the end state.
+
+    spikes "hidden" (delivered counts), "out" (spiking readout); v and currents ("hidden",
+    "hidden_2" with a second synaptic current, "out") after the step; currents only if asked for.
+    """
+
+    spikes: dict[str, Tensor]
+    v: dict[str, Tensor]
+    currents: dict[str, Tensor]
+    dropped_hidden: Tensor
+    dropped_input: Tensor
+    final: NetworkState
+
+
+class _Steps:
+    """Per-step `[B, N]` tensors gathered into `[B, T, N]` (a list stacked under autograd, else a buffer)."""
+
+    def __init__(self, steps: int, like: Tensor, grad: bool) -> None:
+        self.buf = None if grad else like.new_empty((steps, *like.shape))
+        self.items: list[Tensor] = []
+
+    def put(self, t: int, x: Tensor) -> None:
+        if self.buf is None:
+            self.items.append(x)
+        else:
+            self.buf[t] = x
+
+    def result(self) -> Tensor:
+        return (torch.stack(self.items) if self.buf is None else self.buf).transpose(0, 1)
+
+
+def _matmul(spikes: Tensor, w: Tensor) -> Tensor:
+    """`[B, T, pre] @ [pre, post]` as one 2-D matmul."""
+    b, t, pre = spikes.shape
+    return (spikes.reshape(b * t, pre) @ w).reshape(b, t, w.shape[1])
+
+
+def _delayed(x: Tensor, first: Tensor | None) -> Tensor:
+    """`x [B, T, N]` one step later along time, `first [B, N]` (default zeros) in front."""
+    head = x.new_zeros(x.shape[0], 1, x.shape[2]) if first is None else first.to(x.dtype)[:, None]
+    return torch.cat([head, x[:, :-1]], dim=1)
+
+
+def arriving_inputs(x: Tensor, rules: Rules, last: Tensor | None = None) -> Tensor:
+    """The input spikes `[B, T, n_in]` that reach the hidden currents at each step: capped, and
+    delayed by `input_delay` (`last [B, n_in]`: the capped input of the step before, default none)."""
+    capped = cap_spikes(x, rules.input_cap)
+    return _delayed(capped, last) if rules.input_delay else capped
+
+
+def _recurrent(z_prev: Tensor, w: Tensor, mode: str) -> Tensor:
+    if mode == "full":
+        return z_prev @ w
+    if mode == "none":
+        return z_prev.detach() @ w
+    eye = torch.eye(w.shape[0], dtype=w.dtype, device=w.device)
+    return z_prev.detach() @ (w * (1 - eye)) + z_prev @ (w * eye)
+
+
+@dataclass
+class Feed:
+    """Spikes arriving at a layer from one source: delivered counts `[B, T, pre]`, the weights onto
+    the first (w) and second (w2, or None) synaptic current, and the drive of the first current
+    `[B, T, N]` computed with whatever gradient path the caller wants (its value is `spikes @ w`)."""
+
+    spikes: Tensor
+    w: Tensor
+    w2: Tensor | None
+    drive: Tensor
+
+
+def _run_layer(
+    p: LayerParams,
+    rules: Rules,
+    surrogate: Surrogate | None,
+    feeds: list[Feed],
+    recurrent: tuple[Tensor, Tensor | None] | None,
+    credit: Credit,
+    forced: Tensor | None,
+    noise: Tensor | None,
+    record_currents: bool,
+    state: LayerState,
+    z_prev: Tensor,
+    cap: int | None = None,
+) -> tuple[Tensor, Tensor, dict[str, Tensor], Tensor, LayerState]:
+    """One layer over all steps from `state` (its spikes of the step before: `z_prev`), given the
+    spikes arriving from below (`feeds`) and its recurrent weights (W, W2); `cap`: neurons that may
+    deliver spikes per step.
+    Returns (delivered spikes, v, currents ("" and "_2"), dropped neurons, final state)."""
+    steps = feeds[0].spikes.shape[1]
+    grad = surrogate is not None
+    zs, vs = _Steps(steps, state.v, grad), _Steps(steps, state.v, grad)
+    cur = {"": _Steps(steps, state.v, grad)} if record_currents else {}
+    if record_currents and p.syn2 is not None:
+        cur["_2"] = _Steps(steps, state.v, grad)
+    dropped = state.v.new_zeros(state.v.shape[0])
+    drive = sum(f.drive for f in feeds).unbind(1)  # one backward node for all steps
+    second = [f for f in feeds if f.w2 is not None]
+    drive2 = sum(_matmul(f.spikes, f.w2) for f in second).unbind(1) if second else None
+    arriving = [f.spikes.unbind(1) for f in feeds] if rules.per_addition else []
+    w_rec, w_rec2 = recurrent if recurrent is not None else (None, None)
+    for t in range(steps):
+        if credit.truncation and t and t % credit.truncation == 0:
+            state, z_prev = state.detached(), z_prev.detach()
+        s = drive[t]
+        s2 = drive2[t] if drive2 is not None else None
+        if w_rec is not None:
+            s = (
+                torch.addmm(s, z_prev, w_rec)
+                if credit.recurrent == "full"
+                else s + _recurrent(z_prev, w_rec, credit.recurrent)
+            )
+        if w_rec2 is not None:
+            s2 = _recurrent(z_prev, w_rec2, credit.recurrent) + (0 if s2 is None else s2)
+        if noise is not None:
+            s = s + noise[:, t]
+        d = Drive(s=s, s2=s2)
+        if rules.per_addition:
+            d.terms = [(z[t], f.w) for z, f in zip(arriving, feeds, strict=True)]
+            d.terms2 = [(z[t], f.w2) for z, f in zip(arriving, feeds, strict=True) if f.w2 is not None]
+            if w_rec is not None:
+                d.terms.append((z_prev, w_rec))
+            if w_rec2 is not None:
+                d.terms2.append((z_prev, w_rec2))
+        z, state = step(d, state, p, rules, surrogate, None if forced is None else forced[:, t])
+        if cap is not None and forced is None:
+            delivered = cap_spikes(z, cap)
+            dropped = dropped + (torch.gt(z.detach(), 0).sum(1) - torch.gt(delivered.detach(), 0).sum(1))
+            z = delivered
+        if p.spiking:
+            zs.put(t, z)
+        vs.put(t, state.v)
+        if record_currents:
+            cur[""].put(t, state.i)
+            if "_2" in cur:
+                cur["_2"].put(t, state.i2)
+        z_prev = z
+    z_all = zs.result() if p.spiking else state.v.new_zeros(0)
+    return z_all, vs.result(), {k: c.result() for k, c in cur.items()}, dropped, state
+
+
+@dataclass
+class NetworkState:
+    """Where a run left the network: both layers' states, the capped input of the last step (it
+    arrives next step when inputs are delayed) and the hidden spikes the last step delivered."""
+
+    hidden: LayerState
+    out: LayerState
+    x_last: Tensor
+    z_last: Tensor
+
+    @classmethod
+    def rest(cls, net: NetworkParams, batch: int, n_in: int, dtype: torch.dtype) -> NetworkState:
+        h = LayerState.rest(batch, net.hidden, net.rules, dtype)
+        return cls(
+            h,
+            LayerState.rest(batch, net.out, net.rules, dtype),
+            torch.zeros(batch, n_in, dtype=dtype),
+            torch.zeros_like(h.v),
+        )
+
+
+def simulate(
+    net: NetworkParams,
+    x: Tensor,
+    w: dict[str, Tensor],
+    surrogate: Surrogate | None = None,
+    *,
+    replay: dict[str, Tensor] | None = None,
+    credit: Credit = Credit(),
+    node_noise: dict[str, Tensor] | None = None,
+    record_currents: bool = False,
+    state: NetworkState | None = None,
+) -> Trace:
+    """The network of docs/dynamics.md on inputs `x [B, T, n_in]` with weights `w` (model units).
+
+    w: "in_hidden", "hidden_out", and optionally "hidden_hidden" and the second current's
+    "in_hidden_2", "hidden_hidden_2". surrogate None: values only. replay: recorded "hidden" (and
+    "out") spikes replacing the layers' own, and "v_out" replacing the readout membrane, as values
+    (gradients through the twin). node_noise: "hidden" `[B, T, H]` / "out" `[B, T, O]` currents
+    added to the synaptic input before the gain (node perturbation). state: where to start (default:
+    rest); `Trace.final` is where the run ends.
+    """
+    rules, replay = net.rules, replay or {}
+    start = state or NetworkState.rest(net, x.shape[0], x.shape[2], x.dtype)
+    x_in = arriving_inputs(x, rules, start.x_last)
+    dropped_in = (x - cap_spikes(x, rules.input_cap)).sum((1, 2))
+    w_in, w_rec, w_out = w["in_hidden"], w.get("hidden_hidden"), w["hidden_out"]
+    feeds = [Feed(x_in, w_in, w.get("in_hidden_2"), _matmul(x_in, w_in))]
+    recurrent = (w_rec, w.get("hidden_hidden_2")) if w_rec is not None else None
+    noise = node_noise or {}
+    z_h, v_h, i_h, dropped_h, end_h = _run_layer(
+        net.hidden,
+        rules,
+        surrogate,
+        feeds,
+        recurrent,
+        credit,
+        replay.get("hidden"),
+        noise.get("hidden"),
+        record_currents,
+        start.hidden,
+        start.z_last,
+        rules.spike_cap,
+    )
+    z_sent = _delayed(z_h, start.z_last)
+    if credit.feedback is None:
+        drive_o = _matmul(z_sent, w_out)
+    else:
+        fb = credit.feedback.detach().to(w_out.dtype)
+        drive_o = _matmul(z_sent, fb) + _matmul(z_sent.detach(), w_out - fb)
+    z_o, v_o, i_o, _, end_o = _run_layer(
+        net.out,
+        rules,
+        surrogate,
+        [Feed(z_sent, w_out, None, drive_o)],
+        None,
+        credit,
+        replay.get("out"),
+        noise.get("out"),
+        record_currents,
+        start.out,
+        z_h.new_zeros(0),
+    )
+    if "v_out" in replay:
+        v_o = v_o + (replay["v_out"] - v_o).detach()
+    spikes = {"hidden": z_h, "out": z_o} if net.out.spiking else {"hidden": z_h}
+    currents = {f"hidden{k}": c for k, c in i_h.items()}
+    if "" in i_o:
+        currents["out"] = i_o[""]
+    final = NetworkState(end_h, end_o, cap_spikes(x[:, -1], rules.input_cap), z_h[:, -1])
+    return Trace(
+        spikes, {"hidden": v_h, "out": v_o}, currents, dropped_h.detach(), dropped_in.detach(), final
+    )
