@@ -132,6 +132,8 @@ def _wrap(x: Tensor, rules: Rules) -> Tensor:
     """Lava's 24-bit wrap of u: once by 2^state_bits into (−2^(b−1), 2^(b−1)] (lava/proc/lif/models.py)."""
     span, half = 2.0**rules.state_bits, 2.0 ** (rules.state_bits - 1)
     d = x.detach()
+    if float(d.abs().max()) < half:  # nothing to wrap: the common case, two cheap reductions
+        return x
     return x - span * (d > half).to(x.dtype) + span * (d <= -half).to(x.dtype)
 
 
@@ -151,9 +153,10 @@ def saturating_sum(
     """`start` plus every event of `terms`, saturating to [lo, hi] after each single addition (values only).
 
     terms: (spike counts `[B, pre]`, weights `[pre, N]`) in delivery order; a neuron's count of k
-    adds k·w at once (equal to k saturating additions of w). Exact: entries that cannot leave the
-    range on the way take the plain sum; the others compose the clamp-adds `clamp(x + a, lo, hi)`,
-    which are closed under composition, in a log-depth reduction over the events.
+    adds k·w at once (equal to k saturating additions of w). Exact, and cheap where nothing
+    saturates: entries whose every partial sum stays in range take the plain sum (first bounded by
+    all positive / all negative additions, then checked step by step); the others walk through
+    their additions with a clamp after each (`_clamped_walk`).
     """
     start = start.detach()
     counts = torch.cat([z.detach() for z, _ in terms], dim=1)  # [B, K]
@@ -161,12 +164,32 @@ def saturating_sum(
     plain = start + counts @ weights
     up = start + counts @ weights.clamp(min=0)
     down = start + counts @ weights.clamp(max=0)
-    risky = (up > hi) | (down < lo)
-    if not bool(risky.any()):
+    b, n = ((up > hi) | (down < lo)).nonzero(as_tuple=True)
+    if not b.numel():
         return plain
-    b, n = risky.nonzero(as_tuple=True)
     add = counts[b] * weights[:, n].T  # [M, K] each event's addition, in delivery order
-    k = add.shape[1]
+    partial = start[b, n, None] + add.cumsum(1)
+    leaves = ((partial > hi) | (partial < lo)).any(1)
+    b, n, add = b[leaves], n[leaves], add[leaves]
+    if not b.numel():
+        return plain
+    exact = plain.clone()
+    exact[b, n] = _clamped_walk(start[b, n], add, lo, hi)
+    return exact
+
+
+def _clamped_walk(start: Tensor, add: Tensor, lo: float, hi: float) -> Tensor:
+    """`x = clamp(x + add[:, k], lo, hi)` for k in order, from `start` `[M]` (`add`: `[M, K]`).
+
+    Few walks: compose the clamp-adds in a log-depth reduction (few, large kernels); many walks:
+    step through the K additions (fewer operations in all).
+    """
+    m, k = add.shape
+    if m > 4096:
+        x = start
+        for column in add.unbind(1):
+            x = (x + column).clamp_(lo, hi)
+        return x
     width = 1 << max(0, (k - 1).bit_length())
     add = torch.nn.functional.pad(add, (0, width - k))
     low, high = torch.full_like(add, lo), torch.full_like(add, hi)
@@ -176,9 +199,7 @@ def saturating_sum(
         low = torch.minimum(torch.maximum(low[:, 0::2] + a2, l2), h2)
         high = torch.minimum(torch.maximum(high[:, 0::2] + a2, l2), h2)
         add = a1 + a2
-    exact = plain.clone()
-    exact[b, n] = torch.minimum(torch.maximum(start[b, n] + add[:, 0], low[:, 0]), high[:, 0])
-    return exact
+    return torch.minimum(torch.maximum(start + add[:, 0], low[:, 0]), high[:, 0])
 
 
 # ---------------------------------------------------------------- one layer, one step
@@ -379,7 +400,7 @@ class Trace:
 
 
 class _Steps:
-    """Per-step `[B, N]` tensors gathered into `[B, T, N]` (a list stacked under autograd, else a buffer)."""
+    """Per-step `[B, N]` tensors gathered into `[T, B, N]` (a list stacked under autograd, else a buffer)."""
 
     def __init__(self, steps: int, like: Tensor, grad: bool) -> None:
         self.buf = None if grad else like.new_empty((steps, *like.shape))
@@ -392,26 +413,29 @@ class _Steps:
             self.buf[t] = x
 
     def result(self) -> Tensor:
-        return (torch.stack(self.items) if self.buf is None else self.buf).transpose(0, 1)
+        return torch.stack(self.items) if self.buf is None else self.buf
 
 
 def _matmul(spikes: Tensor, w: Tensor) -> Tensor:
-    """`[B, T, pre] @ [pre, post]` as one 2-D matmul."""
-    b, t, pre = spikes.shape
-    return (spikes.reshape(b * t, pre) @ w).reshape(b, t, w.shape[1])
+    """`[D0, D1, pre] @ [pre, post]` as one 2-D matmul (on a contiguous copy if need be)."""
+    d0, d1, pre = spikes.shape
+    return (spikes.reshape(d0 * d1, pre) @ w).reshape(d0, d1, w.shape[1])
 
 
-def _delayed(x: Tensor, first: Tensor | None) -> Tensor:
-    """`x [B, T, N]` one step later along time, `first [B, N]` (default zeros) in front."""
-    head = x.new_zeros(x.shape[0], 1, x.shape[2]) if first is None else first.to(x.dtype)[:, None]
-    return torch.cat([head, x[:, :-1]], dim=1)
+def _arriving(sent: list[Tensor], last: Tensor, delay: int) -> list[Tensor]:
+    """Per-step values sent at each step, as they arrive `delay` (0 or 1) steps later (`last`: what
+    the step before the run sent). A list of views: nothing is copied."""
+    return [last, *sent[:-1]] if delay else sent
 
 
 def arriving_inputs(x: Tensor, rules: Rules, last: Tensor | None = None) -> Tensor:
     """The input spikes `[B, T, n_in]` that reach the hidden currents at each step: capped, and
     delayed by `input_delay` (`last [B, n_in]`: the capped input of the step before, default none)."""
     capped = cap_spikes(x, rules.input_cap)
-    return _delayed(capped, last) if rules.input_delay else capped
+    if not rules.input_delay:
+        return capped
+    head = capped.new_zeros(capped.shape[0], 1, capped.shape[2]) if last is None else last[:, None]
+    return torch.cat([head.to(capped.dtype), capped[:, :-1]], dim=1)
 
 
 def _recurrent(z_prev: Tensor, w: Tensor, mode: str) -> Tensor:
@@ -425,21 +449,21 @@ def _recurrent(z_prev: Tensor, w: Tensor, mode: str) -> Tensor:
 
 @dataclass
 class Feed:
-    """Spikes arriving at a layer from one source: delivered counts `[B, T, pre]`, the weights onto
-    the first (w) and second (w2, or None) synaptic current, and the drive of the first current
-    `[B, T, N]` computed with whatever gradient path the caller wants (its value is `spikes @ w`)."""
+    """Spikes arriving at a layer from one source, per step: their counts `[B, pre]`, the weights
+    onto the first (w) and second (w2, or None) synaptic current, and the drive of the first current
+    `[B, N]` computed with whatever gradient path the caller wants (its value is `spikes @ w`)."""
 
-    spikes: Tensor
+    spikes: list[Tensor]
     w: Tensor
     w2: Tensor | None
-    drive: Tensor
+    drive: list[Tensor]
 
 
 def _run_layer(
     p: LayerParams,
     rules: Rules,
     surrogate: Surrogate | None,
-    feeds: list[Feed],
+    feed: Feed,
     recurrent: tuple[Tensor, Tensor | None] | None,
     credit: Credit,
     forced: Tensor | None,
@@ -450,45 +474,39 @@ def _run_layer(
     cap: int | None = None,
 ) -> tuple[Tensor, Tensor, dict[str, Tensor], Tensor, LayerState]:
     """One layer over all steps from `state` (its spikes of the step before: `z_prev`), given the
-    spikes arriving from below (`feeds`) and its recurrent weights (W, W2); `cap`: neurons that may
-    deliver spikes per step.
-    Returns (delivered spikes, v, currents ("" and "_2"), dropped neurons, final state)."""
-    steps = feeds[0].spikes.shape[1]
+    spikes arriving from below (`feed`) and its recurrent weights (W, W2); `cap`: neurons that may
+    deliver spikes per step. forced, noise: `[T, B, N]`.
+    Returns time-major (delivered spikes, v, currents ("" and "_2"), dropped neurons per sample,
+    final state)."""
+    steps = len(feed.drive)
     grad = surrogate is not None
     zs, vs = _Steps(steps, state.v, grad), _Steps(steps, state.v, grad)
     cur = {"": _Steps(steps, state.v, grad)} if record_currents else {}
     if record_currents and p.syn2 is not None:
         cur["_2"] = _Steps(steps, state.v, grad)
     dropped = state.v.new_zeros(state.v.shape[0])
-    drive = sum(f.drive for f in feeds).unbind(1)  # one backward node for all steps
-    second = [f for f in feeds if f.w2 is not None]
-    drive2 = sum(_matmul(f.spikes, f.w2) for f in second).unbind(1) if second else None
-    arriving = [f.spikes.unbind(1) for f in feeds] if rules.per_addition else []
     w_rec, w_rec2 = recurrent if recurrent is not None else (None, None)
     for t in range(steps):
         if credit.truncation and t and t % credit.truncation == 0:
             state, z_prev = state.detached(), z_prev.detach()
-        s = drive[t]
-        s2 = drive2[t] if drive2 is not None else None
+        s = feed.drive[t]
         if w_rec is not None:
-            s = (
-                torch.addmm(s, z_prev, w_rec)
-                if credit.recurrent == "full"
-                else s + _recurrent(z_prev, w_rec, credit.recurrent)
-            )
+            s = torch.addmm(s, z_prev, w_rec) if credit.recurrent == "full" else s + _recurrent(
+                z_prev, w_rec, credit.recurrent)  # fmt: skip
+        s2 = feed.spikes[t] @ feed.w2 if feed.w2 is not None else None
         if w_rec2 is not None:
             s2 = _recurrent(z_prev, w_rec2, credit.recurrent) + (0 if s2 is None else s2)
         if noise is not None:
-            s = s + noise[:, t]
+            s = s + noise[t]
         d = Drive(s=s, s2=s2)
         if rules.per_addition:
-            d.terms = [(z[t], f.w) for z, f in zip(arriving, feeds, strict=True)]
-            d.terms2 = [(z[t], f.w2) for z, f in zip(arriving, feeds, strict=True) if f.w2 is not None]
+            d.terms = [(feed.spikes[t], feed.w)]
+            d.terms2 = [(feed.spikes[t], feed.w2)] if feed.w2 is not None else []
             if w_rec is not None:
                 d.terms.append((z_prev, w_rec))
             if w_rec2 is not None:
                 d.terms2.append((z_prev, w_rec2))
-        z, state = step(d, state, p, rules, surrogate, None if forced is None else forced[:, t])
+        z, state = step(d, state, p, rules, surrogate, None if forced is None else forced[t])
         if cap is not None and forced is None:
             delivered = cap_spikes(z, cap)
             dropped = dropped + (torch.gt(z.detach(), 0).sum(1) - torch.gt(delivered.detach(), 0).sum(1))
@@ -518,12 +536,8 @@ class NetworkState:
     @classmethod
     def rest(cls, net: NetworkParams, batch: int, n_in: int, dtype: torch.dtype) -> NetworkState:
         h = LayerState.rest(batch, net.hidden, net.rules, dtype)
-        return cls(
-            h,
-            LayerState.rest(batch, net.out, net.rules, dtype),
-            torch.zeros(batch, n_in, dtype=dtype),
-            torch.zeros_like(h.v),
-        )
+        return cls(h, LayerState.rest(batch, net.out, net.rules, dtype),
+                   torch.zeros(batch, n_in, dtype=dtype), torch.zeros_like(h.v))  # fmt: skip
 
 
 def simulate(
@@ -545,56 +559,65 @@ def simulate(
     "out") spikes replacing the layers' own, and "v_out" replacing the readout membrane, as values
     (gradients through the twin). node_noise: "hidden" `[B, T, H]` / "out" `[B, T, O]` currents
     added to the synaptic input before the gain (node perturbation). state: where to start (default:
-    rest); `Trace.final` is where the run ends.
+    rest); `Trace.final` is where the run ends. Runs time-major inside.
     """
     rules, replay = net.rules, replay or {}
     start = state or NetworkState.rest(net, x.shape[0], x.shape[2], x.dtype)
-    x_in = arriving_inputs(x, rules, start.x_last)
-    dropped_in = (x - cap_spikes(x, rules.input_cap)).sum((1, 2))
+    capped = cap_spikes(x, rules.input_cap)
+    dropped_in = (x - capped).sum((1, 2))
+    x_tm = capped.transpose(0, 1)
     w_in, w_rec, w_out = w["in_hidden"], w.get("hidden_hidden"), w["hidden_out"]
-    feeds = [Feed(x_in, w_in, w.get("in_hidden_2"), _matmul(x_in, w_in))]
+    delay = rules.input_delay
+    sent = _matmul(x_tm.contiguous(), w_in).unbind(0)
+    feed = Feed(_arriving(list(x_tm.unbind(0)), start.x_last, delay), w_in, w.get("in_hidden_2"),
+                _arriving(list(sent), start.x_last @ w_in, delay))  # fmt: skip
     recurrent = (w_rec, w.get("hidden_hidden_2")) if w_rec is not None else None
-    noise = node_noise or {}
+    tm = {k: r.transpose(0, 1) for k, r in replay.items()}
+    noise = {k: n.transpose(0, 1) for k, n in (node_noise or {}).items()}
     z_h, v_h, i_h, dropped_h, end_h = _run_layer(
         net.hidden,
         rules,
         surrogate,
-        feeds,
+        feed,
         recurrent,
         credit,
-        replay.get("hidden"),
+        tm.get("hidden"),
         noise.get("hidden"),
         record_currents,
         start.hidden,
         start.z_last,
         rules.spike_cap,
     )
-    z_sent = _delayed(z_h, start.z_last)
     if credit.feedback is None:
-        drive_o = _matmul(z_sent, w_out)
+        drive_o, first_o = _matmul(z_h, w_out), start.z_last @ w_out
     else:
         fb = credit.feedback.detach().to(w_out.dtype)
-        drive_o = _matmul(z_sent, fb) + _matmul(z_sent.detach(), w_out - fb)
+        drive_o = _matmul(z_h, fb) + _matmul(z_h.detach(), w_out - fb)
+        first_o = start.z_last @ w_out
+    z_sent, drive_sent = list(z_h.unbind(0)), list(drive_o.unbind(0))
+    out_feed = Feed(_arriving(z_sent, start.z_last, 1), w_out, None, _arriving(drive_sent, first_o, 1))
     z_o, v_o, i_o, _, end_o = _run_layer(
         net.out,
         rules,
         surrogate,
-        [Feed(z_sent, w_out, None, drive_o)],
+        out_feed,
         None,
         credit,
-        replay.get("out"),
+        tm.get("out"),
         noise.get("out"),
         record_currents,
         start.out,
         z_h.new_zeros(0),
     )
-    if "v_out" in replay:
-        v_o = v_o + (replay["v_out"] - v_o).detach()
+    if "v_out" in tm:
+        v_o = v_o + (tm["v_out"] - v_o).detach()
     spikes = {"hidden": z_h, "out": z_o} if net.out.spiking else {"hidden": z_h}
     currents = {f"hidden{k}": c for k, c in i_h.items()}
     if "" in i_o:
         currents["out"] = i_o[""]
-    final = NetworkState(end_h, end_o, cap_spikes(x[:, -1], rules.input_cap), z_h[:, -1])
+    final = NetworkState(end_h, end_o, capped[:, -1], z_h[-1])
+    batch_major = {k: a.transpose(0, 1) for k, a in spikes.items()}
     return Trace(
-        spikes, {"hidden": v_h, "out": v_o}, currents, dropped_h.detach(), dropped_in.detach(), final
-    )
+        batch_major, {"hidden": v_h.transpose(0, 1), "out": v_o.transpose(0, 1)},
+        {k: c.transpose(0, 1) for k, c in currents.items()}, dropped_h.detach(), dropped_in.detach(), final,
+    )  # fmt: skip

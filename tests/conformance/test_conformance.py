@@ -48,8 +48,8 @@ def profile(name: str) -> ChipProfile:
 def weights(p: ChipProfile, spec: NetworkSpec, seed: int = 1, gain: float = 1.5) -> dict[str, np.ndarray]:
     """Random weights of std `gain * threshold / sqrt(fan_in)`, clipped to the profile's range."""
     rng = np.random.default_rng(seed)
-    lo, hi = p.weights.range
-    theta = p.neuron.threshold
+    lo, hi = p.weights.value_range
+    theta = p.neuron.nominal("threshold")
     return {k: np.clip(rng.normal(0.1 * theta / s[0], gain * theta / np.sqrt(s[0]), s), lo, hi)
             for k, s in spec.weight_shapes().items()}
 
@@ -199,3 +199,50 @@ def test_bad_input_keeps_previous_weights(backend: str) -> None:
     for k in before:
         np.testing.assert_array_equal(after[k], before[k])
     assert_recordings_equal(chip.run(x), rec)
+
+
+# ---------------------------------------------------------------- every rule, on every backend
+H, O = 24, 4
+RULES = {
+    "xylo-two-currents-bias": (
+        "xylo",
+        {"neuron.threshold": [float(t) for t in np.linspace(60, 400, H + O)],
+         "neuron.bias": [float(b) for b in np.linspace(-30, 40, H + O)],
+         "neuron.tau_mem_s": [0.002 * 2 ** (k % 4) for k in range(H)]},
+        {"synapses": 2},
+    ),
+    "loihi-bias": ("loihi2", {"neuron.bias": [float(b) for b in np.linspace(-4000, 6000, H + O)]}, {}),
+    "every-other-rule": (
+        "ideal",
+        {"arithmetic.kind": "fixed", "arithmetic.state_bits": 14, "arithmetic.decay": "multiplier",
+         "arithmetic.decay_bits": 10, "arithmetic.decay_rounding": "floor", "arithmetic.current_overflow": "wrap",
+         "arithmetic.membrane_overflow": "saturate_symmetric", "arithmetic.fractional_bits": 3,
+         "neuron.threshold": 90.0, "neuron.threshold_compare": "gt", "neuron.max_spike_count": 5,
+         "neuron.update_order": "add_then_decay", "neuron.refractory_steps": 1, "timing.input_delay_steps": 0,
+         "weights.range": [-127, 127], "weights.bits": 8, "limits.max_spikes_per_step": 9},
+        {},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", CHIP_FACTORIES)
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_every_rule_bit_identical(backend: str, name: str) -> None:
+    base, overrides, spec_kw = RULES[name]
+    p = load_profile(base).with_overrides(overrides)
+    spec = NetworkSpec(12, H, O, recurrent=True, readout="spiking", **spec_kw)
+    chip = make(backend, p, spec)
+    w, x = weights(p, spec, gain=2.5), inputs(rate=0.4, spec=spec)
+    chip.write_weights(w)
+    got, ref = chip.run(x), reference(p, spec, w, x)
+    assert ref.spikes["hidden"].mean() > 0.02 and ref.spikes["out"].any(), "scenario too quiet"
+    assert ref.spikes["hidden"].max() == p.neuron.max_spike_count  # multi-spike counts where allowed
+    assert_recordings_equal(got, ref)
+    if backend != "serial":  # the wire carries no currents
+        twin = TorchTwin(p, spec, dtype=torch.float64)
+        twin.write_weights(w)
+        want = twin.run(x, record_i=True).currents
+        have = chip.run(x, record_i=True).currents
+        assert sorted(have) == sorted(want) and len(want) == 2 + (spec.synapses == 2)
+        for layer in want:
+            np.testing.assert_array_equal(have[layer], want[layer], err_msg=f"currents[{layer}]")

@@ -45,6 +45,7 @@ from chiploop.firmware_bridge.protocol import (
     Cap,
     ConfigFlag,
     ConfigNet,
+    ConfigRules,
     Done,
     DType,
     Flag,
@@ -137,9 +138,15 @@ def read_back(ask: Ask, matrix: Matrix, size: int, dtype: DType = DType.I32) -> 
 
 
 def configure(
-    ask: Ask, cfg: ConfigNet, params: dict[Vector, np.ndarray], weights: dict[Matrix, np.ndarray]
+    ask: Ask,
+    cfg: ConfigNet,
+    params: dict[Vector, np.ndarray],
+    weights: dict[Matrix, np.ndarray],
+    rules: ConfigRules | None = None,
 ) -> None:
     ok(ask, Msg.CONFIG_NET, cfg.pack())
+    if rules is not None and rules != ConfigRules():
+        ok(ask, Msg.CONFIG_RULES, rules.pack())
     for vec, values in params.items():
         dtype = DType.F64 if vec == Vector.HID_GAIN else DType.I32
         data = np.asarray(values).astype(dtype.np).tobytes()
@@ -159,8 +166,17 @@ def read_buffer(ask: Ask, buf: int, size: int) -> bytes:
     return out
 
 
-def run_sample(ask: Ask, cfg: ConfigNet, raster: np.ndarray, chunk: int, record_v: bool = True) -> dict:
-    """RESET(0), then INPUT/RUN/READ_OUTPUT per chunk of ticks; everything the board answered."""
+def run_sample(
+    ask: Ask,
+    cfg: ConfigNet,
+    raster: np.ndarray,
+    chunk: int,
+    record_v: bool = True,
+    rules: ConfigRules | None = None,
+) -> dict:
+    """RESET(0), then INPUT/RUN/READ_OUTPUT per chunk of ticks; everything the board answered
+    (hidden spike counts from the counts buffer when a neuron may spike more than once a step)."""
+    counts = rules is not None and rules.max_spike_count > 1
     ok(ask, Msg.RESET, b"\x00")
     h, o = cfg.n_hidden, cfg.n_out
     res: dict[str, list] = {"zh": [], "zo": [], "vh": [], "vo": [], "done": []}
@@ -174,6 +190,10 @@ def run_sample(ask: Ask, cfg: ConfigNet, raster: np.ndarray, chunk: int, record_
         for key, buf, width in (("zh", 0, h), ("zo", 1, o)):
             raw = np.frombuffer(read_buffer(ask, buf, n * ((width + 7) // 8)), np.uint8).reshape(n, -1)
             res[key].append(np.unpackbits(raw, axis=1, bitorder="little")[:, :width])
+        if counts:
+            z = np.frombuffer(read_buffer(ask, 4, n * h), np.uint8).reshape(n, h)
+            assert np.array_equal(z > 0, res["zh"][-1] > 0), "the bitmap marks the neurons that spiked"
+            res["zh"][-1] = z
         if record_v:
             res["vh"].append(np.frombuffer(read_buffer(ask, 2, 4 * n * h), "<i4").reshape(n, h))
             res["vo"].append(np.frombuffer(read_buffer(ask, 3, 4 * n * o), "<i4").reshape(n, o))
@@ -453,8 +473,9 @@ def test_uncommitted_or_corrupt_uploads_leave_the_active_weights(link: Link) -> 
 
 def random_case(
     seed: int,
-) -> tuple[ConfigNet, dict[Vector, np.ndarray], dict[Matrix, np.ndarray], np.ndarray]:
-    """A random network exercising one mix of the features of docs/dynamics.md."""
+) -> tuple[ConfigNet, ConfigRules, dict[Vector, np.ndarray], dict[Matrix, np.ndarray], np.ndarray]:
+    """A random network exercising one mix of the features of docs/dynamics.md; odd seeds also draw
+    the rules of CONFIG_RULES (even seeds keep the defaults a board starts with)."""
     rng = np.random.default_rng(seed)
     n_in, h, o = int(rng.integers(1, 40)), int(rng.integers(1, 60)), int(rng.integers(1, 12))
     flags = int(rng.integers(0, 8))
@@ -463,37 +484,55 @@ def random_case(
     theta_hi = max(2, min(2 ** (state_bits - 2), 200))
     cfg = ConfigNet(n_in, h, o, flags, shift, state_bits, q, int(rng.integers(0, 4)),
                     int(rng.choice([0, 0, 1, 3])), int(rng.choice([0, 0, 2, 5])))  # fmt: skip
+    rules = ConfigRules()
+    if seed % 2:
+        subtract = not flags & ConfigFlag.RESET_ZERO
+        rules = ConfigRules(
+            input_delay=int(rng.integers(0, 2)), add_then_decay=int(rng.integers(0, 2)),
+            decay_rounding=int(rng.integers(0, 3 if shift else 2)), per_addition=int(rng.integers(0, 2)),
+            wrap_current=int(rng.integers(0, 2)), symmetric_membrane=int(rng.integers(0, 2)),
+            fractional_bits=int(rng.integers(0, min(4, state_bits - 2))), strict_threshold=int(rng.integers(0, 2)),
+            max_spike_count=int(rng.integers(1, 8)) if subtract else 1, synapses=int(rng.integers(1, 3)),
+        )  # fmt: skip
 
     def codes(n: int) -> np.ndarray:
         return rng.integers(0, 8, n) if shift else rng.integers(0, 2**q + 1, n)
 
-    gain = np.where(rng.random(h) < 0.5, 1.0, rng.normal(1.0, 0.3, h))
+    gain = np.where((rng.random(h) < 0.5) | bool(rules.per_addition), 1.0, rng.normal(1.0, 0.3, h))
     params = {
         Vector.HID_D_MEM: codes(h), Vector.HID_D_SYN: codes(h), Vector.HID_D_ADA: codes(h),
-        Vector.HID_THRESHOLD: rng.integers(1, theta_hi, h),
+        Vector.HID_THRESHOLD: rng.integers(1, theta_hi, h) << rules.fractional_bits,
         Vector.HID_BETA: rng.integers(0, 20, h) * (rng.random(h) < 0.5),
         Vector.HID_GAIN: gain, Vector.OUT_D_MEM: codes(o), Vector.OUT_D_SYN: codes(o),
-        Vector.OUT_THRESHOLD: rng.integers(1, theta_hi, o),
+        Vector.OUT_THRESHOLD: rng.integers(1, theta_hi, o) << rules.fractional_bits,
     }  # fmt: skip
+    if seed % 2:
+        params |= {Vector.HID_D_SYN2: codes(h), Vector.HID_BIAS: rng.integers(-theta_hi, theta_hi, h),
+                   Vector.OUT_BIAS: rng.integers(-theta_hi, theta_hi, o)}  # fmt: skip
     scale = theta_hi // 2 + 1
     weights = {Matrix.IN_HIDDEN: rng.integers(-scale, 2 * scale, (n_in, h))}
     if flags & ConfigFlag.RECURRENT:
         weights[Matrix.HIDDEN_HIDDEN] = rng.integers(-scale, scale, (h, h))
     weights[Matrix.HIDDEN_OUT] = rng.integers(-scale, 2 * scale, (h, o))
+    if rules.synapses == 2:
+        weights[Matrix.IN_HIDDEN_2] = rng.integers(-scale, 2 * scale, (n_in, h))
+        if flags & ConfigFlag.RECURRENT:
+            weights[Matrix.HIDDEN_HIDDEN_2] = rng.integers(-scale, scale, (h, h))
     raster = (rng.random((int(rng.integers(1, 80)), n_in)) < rng.uniform(0.05, 0.6)).astype(np.uint8)
-    return cfg, params, weights, raster
+    return cfg, rules, params, weights, raster
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(24))
 def test_network_matches_the_board_simulator(link: Link, seed: int) -> None:
-    cfg, params, weights, raster = random_case(seed)
+    cfg, rules, params, weights, raster = random_case(seed)
     fw, sim = firmware_ask(link), simulator_ask(Board())
     results = []
     for ask in (fw, sim):
-        configure(ask, cfg, params, weights)
+        configure(ask, cfg, params, weights, rules)
         results.append(
-            [run_sample(ask, cfg, raster, chunk=17), run_sample(ask, cfg, raster[::-1], chunk=1000)]
-        )
+            [run_sample(ask, cfg, raster, chunk=17, rules=rules),
+             run_sample(ask, cfg, raster[::-1], chunk=1000, rules=rules)]
+        )  # fmt: skip
     for got, want in zip(*results, strict=True):
         assert got["done"] == want["done"]
         for key in ("zh", "zo", "vh", "vo"):
@@ -508,12 +547,12 @@ def test_network_matches_the_board_simulator(link: Link, seed: int) -> None:
 
 def test_random_cases_are_not_silent() -> None:
     active = 0
-    for seed in range(12):
-        cfg, params, weights, raster = random_case(seed)
+    for seed in range(24):
+        cfg, rules, params, weights, raster = random_case(seed)
         ask = simulator_ask(Board())
-        configure(ask, cfg, params, weights)
-        active += bool(run_sample(ask, cfg, raster, chunk=1000, record_v=False)["zh"].any())
-    assert active >= 8, f"only {active} of 12 random networks spike: the comparison exercises little"
+        configure(ask, cfg, params, weights, rules)
+        active += bool(run_sample(ask, cfg, raster, chunk=1000, record_v=False, rules=rules)["zh"].any())
+    assert active >= 16, f"only {active} of 24 random networks spike: the comparison exercises little"
 
 
 def wire_params(c: NeuronConstants) -> dict[Vector, np.ndarray]:

@@ -146,6 +146,15 @@ def test_float_profile_runs_on_the_simulator_and_is_refused_by_an_integer_board(
         SerialChip(url, profile, spec)
 
 
+def test_a_board_without_configurable_rules_hosts_only_chiploops_own() -> None:
+    spec = NetworkSpec(3, 4, 2)
+    url = serve_in_background(Board(capabilities=CAPABILITIES & ~Cap.RULES))
+    with pytest.raises(ChipError, match=r"cannot host this network: no configurable rules \(CONFIG_RULES\)"):
+        SerialChip(url, load_profile("xylo"), spec)
+    chip = SerialChip(serve_in_background(Board(capabilities=CAPABILITIES & ~Cap.RULES)), load_profile("ideal"), spec)
+    chip.close()
+
+
 def test_open_chip_routes_board_urls_to_serial_chip(start_board) -> None:
     spec = NetworkSpec(3, 4, 2)
     pty_url = start_board("--pty").url
