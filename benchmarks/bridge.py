@@ -29,7 +29,7 @@ from chiploop.emulator.twin import TorchTwin
 from chiploop.firmware_bridge.board_sim import Board, BoardNet
 from chiploop.firmware_bridge.link import Link
 from chiploop.firmware_bridge.protocol import Frame, FrameDecoder, Matrix, Msg, encode_frame
-from chiploop.firmware_bridge.serial_chip import MATRICES, SerialChip, wire_config, wire_params
+from chiploop.firmware_bridge.serial_chip import MATRICES, SerialChip, wire_config, wire_params, wire_rules
 
 
 def start_board() -> tuple[subprocess.Popen, str]:
@@ -120,13 +120,13 @@ def _local_board_time(chip: SerialChip, x: np.ndarray, repeats: int) -> float:
     """Median time of the same batch on the board simulator's BoardNet, in-process."""
     c = chip.device.constants
     weights = {Matrix(MATRICES[k]): w for k, w in chip.device.for_run().items()}
-    net = BoardNet(wire_config(chip.profile, chip.spec, c), wire_params(c), weights)
+    params = {v: np.asarray(a) for v, a in wire_params(c).items()}
+    net = BoardNet(wire_config(chip.profile, chip.spec), wire_rules(chip.profile, chip.spec), params, weights)
 
     def run() -> None:
         for sample in x:
             net.reset_state()
-            for t in range(len(sample)):
-                net.step(sample[t])
+            net.run(sample)
 
     return median_time(run, repeats)
 

@@ -23,7 +23,7 @@ def sweep(out: Path, scheduler: str | None, quick: bool) -> tuple[float, str]:
     """Run the benchmark sweep into `out`; (wall seconds, results.csv text)."""
     profile = load_profile("pcm_crossbar")
     axes = [
-        parse_axis("noise.read.sigma=0,0.05,0.1", profile),
+        parse_axis("noise.periphery.weight_sigma=0,0.05,0.1", profile),
         parse_axis("weights.bits=3,5,8" if not quick else "weights.bits=5,8", profile),
     ]
     config = CharacterizeConfig(

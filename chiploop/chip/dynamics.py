@@ -1,12 +1,12 @@
-"""The chip's dynamics, written once in Python: the rules as typed data and one pure torch step.
+"""The chip's dynamics, written once in Python: one pure torch step under a profile's `Rules`.
 
 `step(drive, state, params, rules) -> (spikes, state)` is one layer's update of docs/dynamics.md
 (Norse style: state in, state out, nothing hidden). `simulate` loops it over a network and time and
 is what every Python user of the dynamics runs: TorchTwin (learner and chip role), the gradient
 estimators (through `Credit`, which only reroutes gradients) and the board simulator. The C
-definition (`firmware/src/net.c`, also compiled into the Brian2 emulator) implements the same rules;
-the conformance suite pins the two to each other bit for bit under fixed arithmetic, and the vendor
-tests pin this one to XyloSim and to Lava's bit-accurate Loihi models.
+definition (`chiploop/chip/csrc/net.c`: the firmware's, compiled into the Brian2 emulator too)
+runs the same rules; the conformance suite pins the two to each other bit for bit under fixed
+arithmetic, and the vendor tests pin both to XyloSim and to Lava's bit-accurate Loihi models.
 
 Fixed arithmetic runs in float64 holding integers (exact below 2^53); its gradients are
 straight-through: rounding passes the gradient unchanged, saturation passes none outside the range,
@@ -16,6 +16,7 @@ a wrap passes it unchanged, and a per-addition saturation gets the gradient of t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -50,6 +51,11 @@ class LayerParams:
     spiking: bool = True
     max_spike_count: int = 1
 
+    @cached_property
+    def inv_theta(self) -> Tensor:
+        """1/theta: the surrogate sees `(v − A) · inv_theta`, the distance in thresholds."""
+        return self.theta.reciprocal()
+
 
 @dataclass(frozen=True)
 class NetworkParams:
@@ -76,8 +82,8 @@ def network_params(
             a = np.ldexp(1.0, -a.astype(np.int64)) if rules.decay == "shift" else np.ldexp(a, -c.decay_bits)
         return tensor(a)
 
-    def optional(a: np.ndarray | None, make=tensor) -> Tensor | None:  # noqa: ANN001 - a factory
-        return None if a is None or not np.any(np.asarray(a) != 0) else make(a)
+    def nonzero(a: np.ndarray) -> Tensor | None:
+        return tensor(a) if np.any(np.asarray(a) != 0) else None
 
     adaptive = bool(np.any(c.beta_h != 0))
     gain = None if np.all(c.gain_h == 1.0) else tensor(c.gain_h)
@@ -87,7 +93,7 @@ def network_params(
         syn=factor(c.syn_h) if c.syn_enabled else None,
         syn2=None if c.syn2_h is None else factor(c.syn2_h),
         gain=gain,
-        bias=optional(c.bias_h),
+        bias=nonzero(c.bias_h),
         ada=factor(c.ada_h) if adaptive else None,
         beta=tensor(c.beta_h) if adaptive else None,
         spiking=True,
@@ -97,7 +103,7 @@ def network_params(
         mem=factor(c.mem_o),
         theta=tensor(c.threshold_o),
         syn=factor(c.syn_o) if c.syn_enabled else None,
-        bias=optional(c.bias_o),
+        bias=nonzero(c.bias_o),
         spiking=spiking_readout,
         max_spike_count=1,
     )
@@ -327,7 +333,7 @@ def step(
         v_new = v * held + v_new * free
     a = p.theta + state.b if state.b is not None else p.theta
     count = _count(v_new.detach(), a.detach(), p, rules)
-    z = count if surrogate is None else surrogate((v_new - a) / p.theta)
+    z = count if surrogate is None else surrogate((v_new - a) * p.inv_theta)
     if surrogate is not None and (p.max_spike_count > 1 or rules.strict_threshold):
         z = z + (count - z).detach()  # value: the rule's count; gradient: the first threshold's
     if free is not None:

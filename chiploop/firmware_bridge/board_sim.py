@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from chiploop.chip.dynamics import LayerParams, NetworkParams, NetworkState, Rules, simulate
+from chiploop.chip.c_config import DECAY_ROUNDING
+from chiploop.chip.dynamics import LayerParams, NetworkParams, NetworkState, simulate
+from chiploop.chip.rules import Rules
 from chiploop.firmware_bridge.protocol import (
     BOARD_CHANNEL,
     COMMIT,
@@ -128,7 +130,7 @@ class BoardNet:
             fixed=self.fixed,
             decay="shift" if cfg.decay_kind else "multiplier",
             decay_bits=cfg.decay_bits,
-            decay_rounding=("truncate", "floor", "floor_min_step")[r.decay_rounding],
+            decay_rounding=DECAY_ROUNDING[r.decay_rounding],
             per_addition=bool(r.per_addition),
             wrap_current=bool(r.wrap_current),
             symmetric_membrane=bool(r.symmetric_membrane),

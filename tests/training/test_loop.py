@@ -69,6 +69,18 @@ def test_in_the_loop_learns_digits(tmp_path) -> None:
 
 
 @pytest.mark.slow
+def test_xylo_learns_evidence_in_the_loop_on_the_emulator(tmp_path) -> None:
+    """A task that fits Xylo's 16 inputs: evidence accumulation with 4 channels per population,
+    64 hidden neurons, in the loop on the Brian2 emulator under the XyloSim-exact `xylo` profile.
+    Target: >= 90 % test accuracy after 3 epochs (chance: the majority class, 53.5 %)."""
+    trainer = Trainer("xylo", None, "bptt", "evidence", task_options={"n_per_pop": 4}, n_hidden=64,
+                      out_dir=tmp_path, progress=False, plots=False)  # fmt: skip
+    history = trainer.fit(3)
+    assert trainer.spec.n_in == 16 and history.rows[0]["test_metric"] < 0.75
+    assert history.last["test_metric"] >= 0.90
+
+
+@pytest.mark.slow
 def test_emulator_and_twin_targets_train_alike_under_ideal(tmp_path) -> None:
     """Under `ideal` BrianChip and the twin agree spike for spike, so training does too."""
     runs = {}
