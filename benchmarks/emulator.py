@@ -168,19 +168,26 @@ def bench(label: str, workload: tuple, reps: int, naive_n: int) -> None:
     print(f"hidden spike rate: BrianChip {rate_h:.3f}/step, naive network {naive_rate:.3f}/step")
     for name, value in sps.items():
         print(f"  {name:58s} {value:10.1f} samples/s  ({1e3 / value:8.3f} ms/sample)")
-    print(f"  speed-up BrianChip / naive        : {sps['BrianChip (record_v=False)'] * naive:7.1f}x "
-          f"(record_v=True {sps['BrianChip (record_v=True)'] * naive:.1f}x)")
+    print(
+        f"  speed-up BrianChip / naive        : {sps['BrianChip (record_v=False)'] * naive:7.1f}x "
+        f"(record_v=True {sps['BrianChip (record_v=True)'] * naive:.1f}x)"
+    )
     chunks = f"; batch_size={CHUNK} {brian_chunked / twin:.1f}x" if brian_chunked else ""
-    print(f"  slow-down BrianChip vs twin fwd   : {brian_off / twin:7.1f}x "
-          f"(record_v=True {brian_on / twin:.1f}x{chunks})")
+    print(
+        f"  slow-down BrianChip vs twin fwd   : {brian_off / twin:7.1f}x "
+        f"(record_v=True {brian_on / twin:.1f}x{chunks})"
+    )
     if brian_sparse is not None:
         vs_twin = brian_sparse / twin
         pace = f"{vs_twin:.1f}x slower" if vs_twin >= 1 else f"{1 / vs_twin:.1f}x faster"
-        print(f"  sparse BrianChip / naive          : {naive * batch / brian_sparse:7.1f}x, vs twin fwd "
-              f"{pace}")
+        print(
+            f"  sparse BrianChip / naive          : {naive * batch / brian_sparse:7.1f}x, vs twin fwd {pace}"
+        )
         print(f"  sparse compile + first run        : {compile_sparse:7.1f} s (spikes = dense {sparse_same})")
-    print(f"  first compile (fresh cache)       : {compile_s:7.1f} s (first run {first:.1f} s; "
-          f"record_v variant {compile_v:.1f} s)")
+    print(
+        f"  first compile (fresh cache)       : {compile_s:7.1f} s (first run {first:.1f} s; "
+        f"record_v variant {compile_v:.1f} s)"
+    )
     print(f"  second process to first run       : {second:7.2f} s (warm cache, incl. Python start-up)")
 
 

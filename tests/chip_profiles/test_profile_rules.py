@@ -34,17 +34,23 @@ def test_defaults_are_chiploops_rules() -> None:
     [
         ("xylo", {"neuron.threshold": 40000}, "neuron.threshold: must be <= 32767"),
         ("loihi2", {"neuron.threshold": 140000}, "neuron.threshold: must be <= 131071"),
-        ("xylo", {"neuron.tau_mem_s": 65.0}, "neuron.tau_mem_s: 65.0 s is a shift of 16, the 4-bit shift register holds at most 15"),
+        ("xylo", {"neuron.tau_mem_s": 65.0},
+         "neuron.tau_mem_s: 65.0 s is a shift of 16, the 4-bit shift register holds at most 15"),
         ("xylo", {"neuron.tau_syn_s": [0.004] * 8 + [70.0]}, "neuron.tau_syn_s: 70.0 s is a shift of 16"),
         ("xylo", {"weights.shift": 9}, "weights.shift: weights up to [-65536, 65024]"),
         ("xylo", {"weights.range": [-40000, 40000]}, "weights.range: weights up to [-40000, 40000]"),
         ("xylo", {"neuron.bias": 40000}, "neuron.bias: must be within ±32767"),
         ("xylo", {"neuron.reset": "zero"}, "neuron.max_spike_count: above 1 needs neuron.reset 'subtract'"),
-        ("loihi2", {"arithmetic.decay_rounding": "floor_min_step"}, "floor_min_step is a rule of shift decays"),
-        ("xylo", {"arithmetic.fractional_bits": 15}, "arithmetic.fractional_bits: must be < state_bits - 1 = 15"),
-        ("xylo", {"noise.mismatch.gain": 0.1}, "arithmetic.saturation: per_addition cannot apply a gain mismatch"),
-        ("ideal", {"arithmetic.current_overflow": "wrap"}, "arithmetic.current_overflow: only integer arithmetic"),
-        ("ideal", {"neuron.update_order": "add_then_decay", "neuron.tau_syn_s": 0.0}, "would discard every input"),
+        ("loihi2", {"arithmetic.decay_rounding": "floor_min_step"},
+         "arithmetic.decay_rounding: floor_min_step is a rule of shift decays"),
+        ("xylo", {"arithmetic.fractional_bits": 15},
+         "arithmetic.fractional_bits: must be < state_bits - 1 = 15"),
+        ("xylo", {"noise.mismatch.gain": 0.1},
+         "arithmetic.saturation: per_addition cannot apply a gain mismatch"),
+        ("ideal", {"arithmetic.current_overflow": "wrap"},
+         "arithmetic.current_overflow: only integer arithmetic"),
+        ("ideal", {"neuron.update_order": "add_then_decay", "neuron.tau_syn_s": 0.0},
+         "neuron.update_order: add_then_decay with tau_syn_s 0 would discard every input"),
         ("ideal", {"noise.read.model": "pcm_1f"}, "noise.read.model: pcm_1f acts on PCM device conductances"),
         ("xylo", {"neuron.threshold": [100, -5]}, "neuron.threshold[1]: must be > 0.0, got -5"),
     ],
@@ -75,6 +81,8 @@ def test_network_rules_refuse_before_anything_runs() -> None:
 def test_checked_against_survives_parameter_changes_only() -> None:
     xylo = load_profile("xylo")
     assert xylo.checked_against.startswith("xylosim 0.1.3")
-    assert xylo.with_overrides({"neuron.threshold": 300, "noise.read.model": "gaussian_absolute"}).checked_against
+    assert xylo.with_overrides(
+        {"neuron.threshold": 300, "noise.read.model": "gaussian_absolute"}
+    ).checked_against
     assert xylo.with_overrides({"arithmetic.saturation": "per_update"}).checked_against == ""
     assert xylo.with_overrides({"weights.bits": 6}).checked_against == ""

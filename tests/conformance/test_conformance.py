@@ -23,13 +23,20 @@ from .conftest import CHIP_FACTORIES
 B, T = 6, 50
 SPEC = NetworkSpec(12, 24, 4, recurrent=True)
 ALIF = {
-    "neuron.model": "alif", "neuron.adaptation.beta": 0.4, "neuron.adaptation.fraction": 0.5,
-    "neuron.adaptation.tau_s": 0.05, "neuron.refractory_steps": 2,
+    "neuron.model": "alif",
+    "neuron.adaptation.beta": 0.4,
+    "neuron.adaptation.fraction": 0.5,
+    "neuron.adaptation.tau_s": 0.05,
+    "neuron.refractory_steps": 2,
 }
 NOISY = {
-    "noise.programming.model": "gaussian_relative", "noise.programming.sigma": 0.1,
-    "noise.read.model": "gaussian_absolute", "noise.read.sigma": 0.02,
-    "noise.mismatch.tau": 0.1, "noise.mismatch.threshold": 0.1, "noise.mismatch.gain": 0.1,
+    "noise.programming.model": "gaussian_relative",
+    "noise.programming.sigma": 0.1,
+    "noise.read.model": "gaussian_absolute",
+    "noise.read.sigma": 0.02,
+    "noise.mismatch.tau": 0.1,
+    "noise.mismatch.threshold": 0.1,
+    "noise.mismatch.gain": 0.1,
 }
 
 
@@ -50,8 +57,10 @@ def weights(p: ChipProfile, spec: NetworkSpec, seed: int = 1, gain: float = 1.5)
     rng = np.random.default_rng(seed)
     lo, hi = p.weights.value_range
     theta = p.neuron.nominal("threshold")
-    return {k: np.clip(rng.normal(0.1 * theta / s[0], gain * theta / np.sqrt(s[0]), s), lo, hi)
-            for k, s in spec.weight_shapes().items()}
+    return {
+        k: np.clip(rng.normal(0.1 * theta / s[0], gain * theta / np.sqrt(s[0]), s), lo, hi)
+        for k, s in spec.weight_shapes().items()
+    }
 
 
 def inputs(seed: int = 2, rate: float = 0.25, b: int = B, spec: NetworkSpec = SPEC) -> np.ndarray:
@@ -202,21 +211,22 @@ def test_bad_input_keeps_previous_weights(backend: str) -> None:
 
 
 # ---------------------------------------------------------------- every rule, on every backend
-H, O = 24, 4
+HIDDEN, OUT = 24, 4
 RULES = {
     "xylo-two-currents-bias": (
         "xylo",
-        {"neuron.threshold": [float(t) for t in np.linspace(60, 400, H + O)],
-         "neuron.bias": [float(b) for b in np.linspace(-30, 40, H + O)],
-         "neuron.tau_mem_s": [0.002 * 2 ** (k % 4) for k in range(H)]},
+        {"neuron.threshold": [float(t) for t in np.linspace(60, 400, HIDDEN + OUT)],
+         "neuron.bias": [float(b) for b in np.linspace(-30, 40, HIDDEN + OUT)],
+         "neuron.tau_mem_s": [0.002 * 2 ** (k % 4) for k in range(HIDDEN)]},
         {"synapses": 2},
     ),
-    "loihi-bias": ("loihi2", {"neuron.bias": [float(b) for b in np.linspace(-4000, 6000, H + O)]}, {}),
+    "loihi-bias": ("loihi2", {"neuron.bias": [float(b) for b in np.linspace(-4000, 6000, HIDDEN + OUT)]}, {}),
     "every-other-rule": (
         "ideal",
         {"arithmetic.kind": "fixed", "arithmetic.state_bits": 14, "arithmetic.decay": "multiplier",
-         "arithmetic.decay_bits": 10, "arithmetic.decay_rounding": "floor", "arithmetic.current_overflow": "wrap",
-         "arithmetic.membrane_overflow": "saturate_symmetric", "arithmetic.fractional_bits": 3,
+         "arithmetic.decay_bits": 10, "arithmetic.decay_rounding": "floor",
+         "arithmetic.current_overflow": "wrap", "arithmetic.membrane_overflow": "saturate_symmetric",
+         "arithmetic.fractional_bits": 3,
          "neuron.threshold": 90.0, "neuron.threshold_compare": "gt", "neuron.max_spike_count": 5,
          "neuron.update_order": "add_then_decay", "neuron.refractory_steps": 1, "timing.input_delay_steps": 0,
          "weights.range": [-127, 127], "weights.bits": 8, "limits.max_spikes_per_step": 9},
@@ -230,7 +240,7 @@ RULES = {
 def test_every_rule_bit_identical(backend: str, name: str) -> None:
     base, overrides, spec_kw = RULES[name]
     p = load_profile(base).with_overrides(overrides)
-    spec = NetworkSpec(12, H, O, recurrent=True, readout="spiking", **spec_kw)
+    spec = NetworkSpec(12, HIDDEN, OUT, recurrent=True, readout="spiking", **spec_kw)
     chip = make(backend, p, spec)
     w, x = weights(p, spec, gain=2.5), inputs(rate=0.4, spec=spec)
     chip.write_weights(w)

@@ -491,7 +491,8 @@ def random_case(
             input_delay=int(rng.integers(0, 2)), add_then_decay=int(rng.integers(0, 2)),
             decay_rounding=int(rng.integers(0, 3 if shift else 2)), per_addition=int(rng.integers(0, 2)),
             wrap_current=int(rng.integers(0, 2)), symmetric_membrane=int(rng.integers(0, 2)),
-            fractional_bits=int(rng.integers(0, min(4, state_bits - 2))), strict_threshold=int(rng.integers(0, 2)),
+            fractional_bits=int(rng.integers(0, min(4, state_bits - 2))),
+            strict_threshold=int(rng.integers(0, 2)),
             max_spike_count=int(rng.integers(1, 8)) if subtract else 1, synapses=int(rng.integers(1, 3)),
         )  # fmt: skip
 

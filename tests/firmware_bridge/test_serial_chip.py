@@ -151,7 +151,9 @@ def test_a_board_without_configurable_rules_hosts_only_chiploops_own() -> None:
     url = serve_in_background(Board(capabilities=CAPABILITIES & ~Cap.RULES))
     with pytest.raises(ChipError, match=r"cannot host this network: no configurable rules \(CONFIG_RULES\)"):
         SerialChip(url, load_profile("xylo"), spec)
-    chip = SerialChip(serve_in_background(Board(capabilities=CAPABILITIES & ~Cap.RULES)), load_profile("ideal"), spec)
+    chip = SerialChip(
+        serve_in_background(Board(capabilities=CAPABILITIES & ~Cap.RULES)), load_profile("ideal"), spec
+    )
     chip.close()
 
 
