@@ -52,6 +52,7 @@ from chiploop.firmware_bridge.protocol import (
     Frame,
     FrameDecoder,
     HelloAck,
+    HelloFlag,
     Matrix,
     Msg,
     Nak,
@@ -64,7 +65,7 @@ from chiploop.firmware_bridge.protocol import (
 CAPABILITIES = (
     Cap.FIXED | Cap.FLOAT | Cap.RECURRENT | Cap.SPIKING_READOUT | Cap.ALIF | Cap.MEMBRANE | Cap.DECAY_SHIFT
     | Cap.DECAY_MULTIPLIER | Cap.W_I8 | Cap.W_I16 | Cap.W_I32 | Cap.W_F32 | Cap.W_F64 | Cap.GAIN
-    | Cap.SPIKE_CAP | Cap.RULES
+    | Cap.SPIKE_CAP | Cap.RULES | Cap.DROP_NAK
 )  # fmt: skip
 
 
@@ -217,6 +218,7 @@ class Board:
         self.capabilities = capabilities | (Cap.PERSIST if state_file else Cap(0))
         self.state_file = state_file
         self.decoder = FrameDecoder(major=version >> 4)
+        self.nak_drops = False  # the host asked for NAK(DROPPED) in its HELLO
         self.counters = dict.fromkeys(COUNTER_NAMES, 0)
         self._cache: dict[int, tuple[int, int, bytes]] = {}  # channel -> (seq, request crc, response)
         self.cfg: ConfigNet | None = None
@@ -236,9 +238,12 @@ class Board:
     def feed(self, data: bytes) -> bytes:
         """Consume received bytes; return the bytes to send back."""
         out = bytearray()
-        for frame in self.decoder.feed(data):
-            self.counters["rx_frames"] += 1
-            out += self._on_frame(frame)
+        for event in self.decoder.events(data):
+            if isinstance(event, Frame):
+                self.counters["rx_frames"] += 1
+                out += self._on_frame(event)
+            elif self.nak_drops:
+                out += self._drop_nak(event)
         while self.decoder.foreign:
             foreign = self.decoder.foreign.popleft()
             if foreign.type == Msg.HELLO:
@@ -281,6 +286,13 @@ class Board:
         payload = NAK_HEAD.pack(code, req.type) + detail.encode()[:64]
         return self._frame(req, Msg.NAK, payload, Flag.RESPONSE | Flag.ERROR)
 
+    def _drop_nak(self, reason: str) -> bytes:
+        """Unsolicited NAK(DROPPED) for a frame dropped as damaged, in its place in the answer stream."""
+        self.counters["naks_sent"] += 1
+        payload = NAK_HEAD.pack(Nak.DROPPED, 0) + reason.encode()
+        return encode_frame(Frame(Msg.NAK, payload, Flag.RESPONSE | Flag.ERROR, BOARD_CHANNEL, 0, NO_REF,
+                                  self.version))  # fmt: skip
+
     def _version_nak(self) -> bytes:
         """Unsolicited NAK(VERSION) in the board's own version, for a HELLO of another major."""
         self.counters["naks_sent"] += 1
@@ -298,7 +310,8 @@ class Board:
         return handler(self, f.payload)
 
     def _hello(self, payload: bytes) -> tuple[Msg, bytes]:
-        unpack_head(HELLO, payload)
+        _, flags = unpack_head(HELLO, payload)
+        self.nak_drops = bool(flags[:1] and flags[0] & HelloFlag.NAK_DROPPED)
         lim = self.limits
         state = (self.cfg is not None) | (self.generation > 0) << 1
         ack = HelloAck(0, 1, self.board_id, int(self.capabilities), lim.max_payload, lim.n_channels,

@@ -19,7 +19,7 @@ from cobs import cobs
 from chiploop.errors import LinkError
 
 VERSION_MAJOR = 1
-VERSION_MINOR = 1
+VERSION_MINOR = 2
 VERSION = VERSION_MAJOR << 4 | VERSION_MINOR
 HEADER = struct.Struct("<BBBBHHH")
 CRC = struct.Struct("<I")
@@ -79,6 +79,7 @@ class Nak(IntEnum):
     BUSY = 6
     CRC_MISMATCH = 7
     CAPABILITY = 8
+    DROPPED = 9
 
 
 class Cap(IntFlag):
@@ -99,6 +100,13 @@ class Cap(IntFlag):
     SPIKE_CAP = 1 << 14
     W_F64 = 1 << 15
     RULES = 1 << 16
+    DROP_NAK = 1 << 17
+
+
+class HelloFlag(IntFlag):
+    """Host flags appended to the HELLO payload (§3)."""
+
+    NAK_DROPPED = 1
 
 
 class DType(IntEnum):
@@ -234,7 +242,13 @@ class FrameDecoder:
         return sum(self.dropped.values())
 
     def feed(self, data: bytes) -> list[Frame]:
-        out: list[Frame] = []
+        """The valid frames completed by `data`."""
+        return [event for event in self.events(data) if isinstance(event, Frame)]
+
+    def events(self, data: bytes) -> list[Frame | str]:
+        """Like `feed`, with the reason (`cobs`, `crc`, `len`) of each frame dropped as damaged in its
+        place in the stream (a frame of another version is only counted and kept in `foreign`)."""
+        out: list[Frame | str] = []
         for chunk_end, piece in _split_keep(data):
             if not self._overflow and len(self._buf) + len(piece) > MAX_ENCODED:
                 self._overflow = True
@@ -245,22 +259,23 @@ class FrameDecoder:
                 continue
             if self._overflow:
                 self.dropped["len"] += 1
+                out.append("len")
             elif self._buf:
-                frame = self._decode(bytes(self._buf))
-                if frame is not None:
-                    out.append(frame)
+                event = self._decode(bytes(self._buf))
+                if event != "version":
+                    out.append(event)
             self._buf.clear()
             self._overflow = False
         return out
 
-    def _decode(self, encoded: bytes) -> Frame | None:
+    def _decode(self, encoded: bytes) -> Frame | str:
         try:
             frame = decode_frame(encoded, self.major)
         except ProtocolError as exc:
             self.dropped[exc.reason] += 1
             if exc.reason == "version":
                 self.foreign.append(decode_frame(encoded, major=None))
-            return None
+            return exc.reason
         self.frames += 1
         return frame
 
@@ -382,7 +397,7 @@ READ_OUTPUT = struct.Struct("<BIH")  # buffer, byte offset, byte count
 OUTPUT_HEAD = struct.Struct("<BI")  # buffer, byte offset
 NAK_HEAD = struct.Struct("<BB")  # code, offending type
 RESET = struct.Struct("<B")  # 0 state only, 1 full
-HELLO = struct.Struct("<H")  # host max payload
+HELLO = struct.Struct("<H")  # host max payload (+ optional u8 HelloFlag)
 
 
 def unpack_head(fmt: struct.Struct, payload: bytes) -> tuple[tuple[int, ...], bytes]:

@@ -1,10 +1,13 @@
-"""A fault-injecting relay between a host and a board, for tests: bit flips, dropped and duplicated bytes.
+"""A fault-injecting relay between a host and a board, for tests: bit flips, dropped, duplicated and
+inserted bytes.
 
 The relay opens the board at `upstream` (a device path or `socket://`) and offers the host a new
-endpoint (`relay.url`): a pseudo-terminal or `socket://127.0.0.1:PORT`. Faults are drawn per
-*frame unit* (the bytes up to and including a 0x00 delimiter), each kind independently with its
-rate: one random bit flipped, one random byte dropped, one random byte duplicated (the delimiter
-itself can be hit). Each direction has its own generator from `seed`, so a run is reproducible.
+endpoint (`relay.url`): a pseudo-terminal or `socket://127.0.0.1:PORT`. Faults are drawn, each kind
+independently with its rate, either per *frame unit* (the bytes up to and including a 0x00
+delimiter: one random bit flipped, one random byte dropped, duplicated, or a random byte inserted)
+or per *byte* (a noisy line: each byte may have a bit flipped, be dropped, be duplicated or be
+preceded by a random byte). The delimiter itself can be hit. Each direction has its own generator
+from `seed`, so a run is reproducible.
 """
 
 from __future__ import annotations
@@ -27,19 +30,28 @@ MAX_UNIT = 1024  # bytes held back waiting for a delimiter before relaying them 
 
 @dataclass(frozen=True)
 class FaultRates:
-    """Probability per frame unit of each fault kind."""
+    """Probability of each fault kind per frame unit (`per="unit"`) or per byte (`per="byte"`)."""
 
     bit_flip: float = 0.0
     drop: float = 0.0
     dup: float = 0.0
+    insert: float = 0.0
+    per: Literal["unit", "byte"] = "unit"
+
+    @classmethod
+    def line_noise(cls, rate: float) -> FaultRates:
+        """A noisy line: bit flips, dropped bytes and inserted random bytes, each at `rate` per byte."""
+        return cls(bit_flip=rate, drop=rate, insert=rate, per="byte")
 
 
 @dataclass
 class FaultCounts:
     units: int = 0
+    bytes: int = 0
     bit_flips: int = 0
     drops: int = 0
     dups: int = 0
+    inserts: int = 0
 
 
 @dataclass
@@ -52,6 +64,8 @@ class FaultInjector:
     pending: bytearray = field(default_factory=bytearray)
 
     def __call__(self, data: bytes) -> bytes:
+        if self.rates.per == "byte":
+            return self._damage_bytes(data)
         self.pending += data
         out = bytearray()
         while True:
@@ -64,7 +78,8 @@ class FaultInjector:
 
     def _damage(self, unit: bytearray) -> bytearray:
         self.counts.units += 1
-        flip, drop, dup = self.rng.random(3) < (self.rates.bit_flip, self.rates.drop, self.rates.dup)
+        r = self.rates
+        flip, drop, dup, insert = self.rng.random(4) < (r.bit_flip, r.drop, r.dup, r.insert)
         if flip:
             unit[self.rng.integers(len(unit))] ^= 1 << int(self.rng.integers(8))
             self.counts.bit_flips += 1
@@ -75,7 +90,31 @@ class FaultInjector:
             i = int(self.rng.integers(len(unit)))
             unit[i:i] = unit[i : i + 1]
             self.counts.dups += 1
+        if insert:
+            i = int(self.rng.integers(len(unit) + 1))
+            unit[i:i] = bytes([int(self.rng.integers(256))])
+            self.counts.inserts += 1
         return unit
+
+    def _damage_bytes(self, data: bytes) -> bytes:
+        """Per-byte faults; six uniform draws per byte, so the damage does not depend on how the
+        stream is cut into reads."""
+        raw = np.frombuffer(data, np.uint8).copy()
+        u = self.rng.random((raw.size, 6))
+        r = self.rates
+        flip, drop, dup, insert = (
+            u[:, k] < rate for k, rate in enumerate((r.bit_flip, r.drop, r.dup, r.insert))
+        )
+        raw[flip] ^= np.left_shift(1, (u[flip, 4] * 8).astype(np.uint8)).astype(np.uint8)
+        counts = (~drop) * (1 + dup)
+        out = np.repeat(raw, counts)
+        before = (np.cumsum(counts) - counts)[insert]  # each inserted byte goes before its byte
+        out = np.insert(out, before, (u[insert, 5] * 256).astype(np.uint8))
+        c = self.counts
+        c.bytes += raw.size
+        c.bit_flips, c.drops = c.bit_flips + int(flip.sum()), c.drops + int(drop.sum())
+        c.dups, c.inserts = c.dups + int((dup & ~drop).sum()), c.inserts + int(insert.sum())
+        return out.tobytes()
 
 
 class Relay:

@@ -9,7 +9,9 @@ and become active only with a CRC-checked COMMIT.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import fields
+from typing import TypeVar
 
 import numpy as np
 
@@ -55,6 +57,7 @@ MATRICES = {
     "hidden_hidden_2": Matrix.HIDDEN_HIDDEN_2,
 }
 RUN_TIMEOUT_PER_TICK_S = 1e-3
+T = TypeVar("T")
 
 
 class SerialChip:
@@ -129,16 +132,19 @@ class SerialChip:
         """The weights active on the board, read back over the link.
 
         int64 under fixed arithmetic; float64 under float (float32 from a board without `W_F64`).
-        Reads in the wire format of this chip's last upload, so it takes as many frames.
+        Reads in the wire format of this chip's last upload.
         """
         out, dtype = {}, self._wire_dtype
         size = dtype.np.itemsize
-        step = (self.link.max_payload - WEIGHTS_HEAD.size) // size
         for name, (pre, post) in self.spec.weight_shapes().items():
-            spans = [(off, min(step, pre * post - off)) for off in range(0, pre * post, step)]
-            requests = [(Msg.READ_WEIGHTS, READ_WEIGHTS.pack(MATRICES[name], dtype, *span)) for span in spans]
+            spans: list[tuple[int, int]] = []
+            requests = (
+                (Msg.READ_WEIGHTS, READ_WEIGHTS.pack(MATRICES[name], dtype, *span))
+                for span in _recorded(spans, self._spans(pre * post, WEIGHTS_HEAD.size, size))
+            )
+            replies = self.link.request_many(requests)
             chunks = []
-            for (off, n), reply in zip(spans, self.link.request_many(requests), strict=True):
+            for (off, n), reply in zip(spans, replies, strict=True):
                 (_, _, _, got_off), data = unpack_head(WEIGHTS_HEAD, reply.payload)
                 if got_off != off or len(data) != size * n:
                     raise ChipError(f"{self.url}: WEIGHTS answer for offset {got_off}, {len(data)} bytes; "
@@ -187,20 +193,31 @@ class SerialChip:
             if exc.code == Nak.CAPABILITY:
                 raise ChipError(f"{self.url}: the board cannot host this network: {exc.text}") from None
             raise
-        requests = []
+        vectors = {}
         for vec, values in wire_params(self.device.constants).items():
             if not np.any(values) and vec in (Vector.HID_BIAS, Vector.OUT_BIAS):
                 continue  # zero after CONFIG_NET already
             dtype = DType.F64 if vec == Vector.HID_GAIN or not self.fixed else DType.I32
-            data = self._as_wire(values, dtype, vec.name)
-            step = (self.link.max_payload - PARAM_HEAD.size) // dtype.np.itemsize
-            for off in range(0, len(data), step):
-                chunk = data[off : off + step]
-                requests.append((Msg.WRITE_PARAM, PARAM_HEAD.pack(vec, dtype, off) + chunk.tobytes()))
-        self.link.request_many(requests)
+            vectors[vec] = dtype, self._as_wire(values, dtype, vec.name)
+        self.link.request_many(self._param_requests(vectors))
         self._board_weights = {
             name: np.zeros(shape, self._store) for name, shape in self.spec.weight_shapes().items()
         }
+
+    def _param_requests(self, vectors: dict[Vector, tuple[DType, np.ndarray]]) -> Iterator[tuple[Msg, bytes]]:
+        """WRITE_PARAM requests of every vector (wire dtype, values), each frame sized when it is sent."""
+        for vec, (dtype, data) in vectors.items():
+            for off, n in self._spans(len(data), PARAM_HEAD.size, data.itemsize):
+                yield Msg.WRITE_PARAM, PARAM_HEAD.pack(vec, dtype, off) + data[off : off + n].tobytes()
+
+    def _spans(self, total: int, head: int, itemsize: int) -> Iterator[tuple[int, int]]:
+        """(offset, count) spans covering `total` elements, each as large as the link's payload budget
+        when it is taken (so frames shrink on a noisy line and grow back on a clean one)."""
+        off = 0
+        while off < total:
+            n = min(total - off, max(1, (self.link.payload_budget(head) - head) // itemsize))
+            yield off, n
+            off += n
 
     def _as_wire(self, values: np.ndarray, dtype: DType, what: str) -> np.ndarray:
         if dtype.np.kind == "i":
@@ -221,7 +238,7 @@ class SerialChip:
         gen = self._last_generation = self._last_generation % 0xFFFF + 1
         crc = weights_crc([blob[name] for name in self.spec.weight_shapes()], fixed=self.fixed)
         for delta in (True, False):  # delta upload needs the board to hold what we think; else send all
-            self._send_weights(blob, dtype, gen, known if delta else None)
+            self.link.request_many(self._weight_requests(blob, dtype, gen, known if delta else None))
             try:
                 self.link.request(Msg.COMMIT, COMMIT.pack(gen, crc))
                 break
@@ -248,20 +265,18 @@ class SerialChip:
                 return dtype
         raise ChipError(f"{self.url}: weights {lo}..{hi} fit no integer format the board takes")
 
-    def _send_weights(
+    def _weight_requests(
         self, blob: dict[str, np.ndarray], dtype: DType, gen: int, known: dict[str, np.ndarray] | None
-    ) -> None:
-        step = (self.link.max_payload - WEIGHTS_HEAD.size) // dtype.np.itemsize
-        requests = []
+    ) -> Iterator[tuple[Msg, bytes]]:
+        """WRITE_WEIGHTS requests of the chunks that differ from `known` (all if None)."""
         for name, w in blob.items():
             flat, old = w.reshape(-1), None if known is None else known[name].reshape(-1)
-            for off in range(0, flat.size, step):
-                chunk = flat[off : off + step]
-                if old is not None and np.array_equal(chunk, old[off : off + step]):
+            for off, n in self._spans(flat.size, WEIGHTS_HEAD.size, dtype.np.itemsize):
+                chunk = flat[off : off + n]
+                if old is not None and np.array_equal(chunk, old[off : off + n]):
                     continue
                 head = WEIGHTS_HEAD.pack(MATRICES[name], dtype, gen, off)
-                requests.append((Msg.WRITE_WEIGHTS, head + chunk.astype(dtype.np).tobytes()))
-        self.link.request_many(requests)
+                yield Msg.WRITE_WEIGHTS, head + chunk.astype(dtype.np).tobytes()
 
     def _run_sample(self, x: np.ndarray, record_v: bool) -> tuple[dict, dict, int]:
         """One raster `[T, n_in]` from rest: (spikes, v, dropped events)."""
@@ -314,15 +329,16 @@ class SerialChip:
         return spikes, v, dropped
 
     def _write_input(self, data: bytes) -> None:
-        step = self.link.max_payload - INPUT_HEAD.size
-        chunks = [INPUT_HEAD.pack(off) + data[off : off + step] for off in range(0, len(data), step)]
-        self.link.request_many([(Msg.INPUT, chunk) for chunk in chunks])
+        spans = self._spans(len(data), INPUT_HEAD.size, 1)
+        self.link.request_many((Msg.INPUT, INPUT_HEAD.pack(off) + data[off : off + n]) for off, n in spans)
 
     def _read_outputs(self, sizes: dict[Buffer, int]) -> dict[Buffer, bytes]:
         """Read `size` bytes of each output buffer, all requests in one pipelined batch."""
-        step = self.link.max_payload - OUTPUT_HEAD.size
-        spans = [(buf, off, min(step, n - off)) for buf, n in sizes.items() for off in range(0, n, step)]
-        replies = self.link.request_many([(Msg.READ_OUTPUT, READ_OUTPUT.pack(*span)) for span in spans])
+        spans: list[tuple[Buffer, int, int]] = []
+        wanted = ((buf, *span) for buf, n in sizes.items() for span in self._spans(n, OUTPUT_HEAD.size, 1))
+        replies = self.link.request_many(
+            (Msg.READ_OUTPUT, READ_OUTPUT.pack(*span)) for span in _recorded(spans, wanted)
+        )
         out = {buf: bytearray() for buf in sizes}
         for (buf, off, n), reply in zip(spans, replies, strict=True):
             (got_buf, got_off), data = unpack_head(OUTPUT_HEAD, reply.payload)
@@ -331,6 +347,13 @@ class SerialChip:
                                 f"{(got_buf, got_off, len(data))}, expected {(buf, off, n)}")  # fmt: skip
             out[buf] += data
         return {buf: bytes(data) for buf, data in out.items()}
+
+
+def _recorded(log: list[T], items: Iterable[T]) -> Iterator[T]:
+    """`items`, appending each to `log` as it is taken (to pair lazily built requests with replies)."""
+    for item in items:
+        log.append(item)
+        yield item
 
 
 def wire_config(profile: ChipProfile, spec: NetworkSpec) -> ConfigNet:

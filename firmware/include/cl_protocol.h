@@ -17,15 +17,20 @@ enum cl_msg {
 
 enum cl_nak {
     CL_NAK_VERSION = 1, CL_NAK_UNKNOWN_TYPE = 2, CL_NAK_BAD_LEN = 3, CL_NAK_OUT_OF_RANGE = 4,
-    CL_NAK_NOT_CONFIGURED = 5, CL_NAK_BUSY = 6, CL_NAK_CRC_MISMATCH = 7, CL_NAK_CAPABILITY = 8
+    CL_NAK_NOT_CONFIGURED = 5, CL_NAK_BUSY = 6, CL_NAK_CRC_MISMATCH = 7, CL_NAK_CAPABILITY = 8,
+    CL_NAK_DROPPED = 9
 };
+
+/* Host flags appended to the HELLO payload */
+enum cl_hello_flag { CL_HELLO_NAK_DROPPED = 1 };
 
 enum cl_cap {
     CL_CAP_FIXED = 1u << 0, CL_CAP_FLOAT = 1u << 1, CL_CAP_RECURRENT = 1u << 2,
     CL_CAP_SPIKING_READOUT = 1u << 3, CL_CAP_ALIF = 1u << 4, CL_CAP_MEMBRANE = 1u << 5,
     CL_CAP_DECAY_SHIFT = 1u << 6, CL_CAP_DECAY_MULTIPLIER = 1u << 7, CL_CAP_W_I8 = 1u << 8,
     CL_CAP_W_I16 = 1u << 9, CL_CAP_W_I32 = 1u << 10, CL_CAP_W_F32 = 1u << 11,
-    CL_CAP_PERSIST = 1u << 12, CL_CAP_GAIN = 1u << 13, CL_CAP_SPIKE_CAP = 1u << 14, CL_CAP_RULES = 1u << 16
+    CL_CAP_PERSIST = 1u << 12, CL_CAP_GAIN = 1u << 13, CL_CAP_SPIKE_CAP = 1u << 14, CL_CAP_RULES = 1u << 16,
+    CL_CAP_DROP_NAK = 1u << 17
 };
 
 /* CONFIG_NET flags */

@@ -22,6 +22,7 @@ static struct {
 
 static cl_rx rx;
 static cl_reply reply;
+static int nak_drops; /* the host asked for NAK(DROPPED) in its HELLO */
 
 void cl_refuse(cl_reply *rep, uint8_t code, const char *detail)
 {
@@ -42,18 +43,21 @@ void cl_board_init(uint32_t board_id)
     memset(cl_board.counters, 0, sizeof cl_board.counters);
     memset(cache, 0, sizeof cache);
     cl_board.board_id = board_id;
+    nak_drops = 0;
     cl_unconfigure();
     cl_rx_init(&rx);
 }
 
-static void hello(cl_reply *rep)
+static void hello(const cl_frame *req, cl_reply *rep)
 {
     const cl_board_t *b = &cl_board;
     uint8_t *p = rep->payload;
     const uint32_t caps = CL_CAP_FIXED | CL_CAP_RECURRENT | CL_CAP_SPIKING_READOUT | CL_CAP_ALIF |
                           CL_CAP_MEMBRANE | CL_CAP_DECAY_SHIFT | CL_CAP_DECAY_MULTIPLIER | CL_CAP_W_I8 |
-                          CL_CAP_W_I16 | CL_CAP_W_I32 | CL_CAP_GAIN | CL_CAP_SPIKE_CAP | CL_CAP_RULES;
+                          CL_CAP_W_I16 | CL_CAP_W_I32 | CL_CAP_GAIN | CL_CAP_SPIKE_CAP | CL_CAP_RULES |
+                          CL_CAP_DROP_NAK;
 
+    nak_drops = req->len > 2 && (req->payload[2] & CL_HELLO_NAK_DROPPED);
     memset(p, 0, 40);
     p[0] = CL_FW_MAJOR;
     p[1] = CL_FW_MINOR;
@@ -139,7 +143,7 @@ static void dispatch(const cl_frame *req, cl_reply *rep)
         cl_refuse(rep, CL_NAK_BAD_LEN, "payload shorter than its message type needs");
     } else {
         switch (req->type) {
-        case CL_HELLO: hello(rep); break;
+        case CL_HELLO: hello(req, rep); break;
         case CL_PING:
             memcpy(rep->payload, req->payload, req->len);
             rep->type = CL_PONG;
@@ -221,31 +225,46 @@ static void on_frame(const cl_frame *req)
     cl_port_write(wire, n);
 }
 
-/* A frame of another major version: dropped, except that a HELLO learns our version. */
-static void on_foreign(const cl_frame *req)
+/* An unsolicited NAK(code, type, detail) on the board channel (ref 0xFFFF). */
+static void unsolicited_nak(uint8_t code, uint8_t type, const char *detail)
 {
-    static const char detail[] = "unknown protocol version";
     uint8_t wire[CL_WIRE_MAX];
-    uint8_t payload[2 + sizeof detail - 1];
+    uint8_t payload[2 + NAK_DETAIL_MAX];
+    size_t n = strlen(detail);
     cl_frame out;
 
-    cl_board.counters[CL_C_RX_VERSION_ERRORS]++;
-    if (req->type != CL_HELLO) {
-        return;
-    }
-    payload[0] = CL_NAK_VERSION;
-    payload[1] = CL_HELLO;
-    memcpy(payload + 2, detail, sizeof detail - 1);
+    n = n > NAK_DETAIL_MAX ? NAK_DETAIL_MAX : n;
+    payload[0] = code;
+    payload[1] = type;
+    memcpy(payload + 2, detail, n);
     out.version = CL_VERSION;
     out.type = CL_NAK;
     out.flags = CL_F_RESPONSE | CL_F_ERROR;
     out.channel = CL_BOARD_CHANNEL;
     out.seq = 0;
     out.ref = CL_NO_REF;
-    out.len = sizeof payload;
+    out.len = (uint16_t)(2 + n);
     out.payload = payload;
     cl_board.counters[CL_C_NAKS_SENT]++;
     cl_port_write(wire, cl_frame_encode(&out, wire));
+}
+
+/* A frame of another major version: dropped, except that a HELLO learns our version. */
+static void on_foreign(const cl_frame *req)
+{
+    cl_board.counters[CL_C_RX_VERSION_ERRORS]++;
+    if (req->type == CL_HELLO) {
+        unsolicited_nak(CL_NAK_VERSION, CL_HELLO, "unknown protocol version");
+    }
+}
+
+/* A frame dropped as damaged: counted, and NAK(DROPPED) in its place if the host asked for it. */
+static void on_dropped(int counter, const char *reason)
+{
+    cl_board.counters[counter]++;
+    if (nak_drops) {
+        unsolicited_nak(CL_NAK_DROPPED, 0, reason);
+    }
 }
 
 void cl_board_rx(const uint8_t *data, size_t n)
@@ -263,9 +282,9 @@ void cl_board_rx(const uint8_t *data, size_t n)
                 on_frame(&req);
             }
             break;
-        case CL_RX_COBS_ERROR: cl_board.counters[CL_C_RX_COBS_ERRORS]++; break;
-        case CL_RX_LEN_ERROR: cl_board.counters[CL_C_RX_LEN_ERRORS]++; break;
-        case CL_RX_CRC_ERROR: cl_board.counters[CL_C_RX_CRC_ERRORS]++; break;
+        case CL_RX_COBS_ERROR: on_dropped(CL_C_RX_COBS_ERRORS, "cobs"); break;
+        case CL_RX_LEN_ERROR: on_dropped(CL_C_RX_LEN_ERRORS, "len"); break;
+        case CL_RX_CRC_ERROR: on_dropped(CL_C_RX_CRC_ERRORS, "crc"); break;
         default: break;
         }
     }

@@ -12,14 +12,17 @@ from hypothesis import strategies as st
 
 from chiploop.firmware_bridge.board_sim import CAPABILITIES, Board, BoardLimits
 from chiploop.firmware_bridge.protocol import (
+    BOARD_CHANNEL,
     COMMIT,
     COUNTER_NAMES,
     COUNTERS,
     HELLO,
+    NO_REF,
     PARAM_HEAD,
     READ_WEIGHTS,
     RESET,
     RUN,
+    VERSION,
     WEIGHTS_HEAD,
     Cap,
     ConfigFlag,
@@ -29,6 +32,7 @@ from chiploop.firmware_bridge.protocol import (
     Frame,
     FrameDecoder,
     HelloAck,
+    HelloFlag,
     Matrix,
     Msg,
     Nak,
@@ -147,13 +151,27 @@ def test_damaged_frames_are_counted_and_never_acted_on() -> None:
     assert errors == [1, 1, 1, 1] and c["ticks"] == 0
 
 
+def test_damaged_frames_get_a_nak_dropped_only_when_the_hello_asked_for_it() -> None:
+    host = configured()
+    body = bytearray(cobs.decode(encode_frame(Frame(Msg.PING, b"x", seq=50))[:-1]))
+    body[-1] ^= 1
+    damaged = cobs.encode(bytes(body)) + b"\x00"
+    assert host.board.feed(damaged) == b""
+    host.ask(Msg.HELLO, HELLO.pack(240) + bytes([HelloFlag.NAK_DROPPED]))
+    (nak,) = host.decoder.feed(host.board.feed(damaged))
+    assert (nak.type, nak.channel, nak.ref) == (Msg.NAK, BOARD_CHANNEL, NO_REF)
+    assert nak.payload == bytes([Nak.DROPPED, 0]) + b"crc"
+    c = host.counters()
+    assert (c["rx_crc_errors"], c["naks_sent"], c["rx_frames"]) == (2, 1, 3)
+
+
 def test_hello_of_another_major_version_gets_a_version_nak_in_the_boards_version() -> None:
     board = Board()
     raw = bytearray(cobs.decode(encode_frame(Frame(Msg.HELLO, HELLO.pack(240)))[:-1]))[:-4]
     raw[0] = 0x20
     raw += zlib.crc32(bytes(raw)).to_bytes(4, "little")
     (nak,) = FrameDecoder().feed(board.feed(cobs.encode(bytes(raw)) + b"\x00"))
-    assert (nak.type, nak.payload[0], nak.version) == (Msg.NAK, Nak.VERSION, 0x11)
+    assert (nak.type, nak.payload[0], nak.version) == (Msg.NAK, Nak.VERSION, VERSION)
 
 
 @pytest.mark.parametrize(

@@ -52,6 +52,7 @@ from chiploop.firmware_bridge.protocol import (
     Frame,
     FrameDecoder,
     HelloAck,
+    HelloFlag,
     Matrix,
     Msg,
     Nak,
@@ -300,9 +301,9 @@ def raw_exchange(port: serial.Serial, wire: bytes, wait_s: float = 0.3) -> list[
     return frames
 
 
-def test_bad_frames_are_dropped_silently_and_counted(board_path: str) -> None:
-    good = encode_frame(Frame(Msg.PING, b"x", seq=1))
-    body = cobs.decode(good[:-1])
+def damaged_frames() -> bytes:
+    """Empty frames, then a CRC, a COBS and three length errors, then a PING of another major version."""
+    body = cobs.decode(encode_frame(Frame(Msg.PING, b"x", seq=1))[:-1])
     bad_crc = cobs.encode(body[:-1] + bytes([body[-1] ^ 1])) + b"\0"
     bad_cobs = b"\x05\x01\x02\0"  # code 5 runs past the end
     short = cobs.encode(b"\x10\x03\x00\x00") + b"\0"
@@ -311,9 +312,14 @@ def test_bad_frames_are_dropped_silently_and_counted(board_path: str) -> None:
     bad_len = cobs.encode(bytes(head) + struct.pack("<I", zlib.crc32(bytes(head)))) + b"\0"
     too_long = b"\x01" * 300 + b"\0"
     foreign_ping = encode_frame(Frame(Msg.PING, b"x", seq=2, version=0x20))
+    return b"\0\0" + bad_crc + bad_cobs + short + bad_len + too_long + foreign_ping
+
+
+def test_bad_frames_are_dropped_silently_and_counted(board_path: str) -> None:
+    good = encode_frame(Frame(Msg.PING, b"x", seq=1))
     foreign_hello = encode_frame(Frame(Msg.HELLO, b"\xf0\x00", seq=3, version=0x21))
     with serial.serial_for_url(board_path, timeout=0.02) as port:
-        frames = raw_exchange(port, b"\0\0" + bad_crc + bad_cobs + short + bad_len + too_long + foreign_ping)
+        frames = raw_exchange(port, damaged_frames())
         assert frames == []
         (nak,) = raw_exchange(port, foreign_hello)
         assert (nak.type, nak.channel, nak.ref, nak.version) == (Msg.NAK, 0xFF, NO_REF, VERSION)
@@ -329,6 +335,21 @@ def test_bad_frames_are_dropped_silently_and_counted(board_path: str) -> None:
         2,
     )
     assert c["naks_sent"] == 1
+
+
+def test_damaged_frames_get_the_simulators_nak_dropped_once_the_host_asks(board_path: str) -> None:
+    def hello(flags: bytes) -> bytes:
+        return encode_frame(Frame(Msg.HELLO, HELLO.pack(240) + flags, seq=1))
+
+    asking, plain = hello(bytes([HelloFlag.NAK_DROPPED])), hello(b"")
+    simulated = FrameDecoder().feed(Board().feed(asking + damaged_frames()))[1:]  # after its HELLO_ACK
+    with serial.serial_for_url(board_path, timeout=0.02) as port:
+        assert raw_exchange(port, asking + damaged_frames())[1:] == simulated
+        assert len(raw_exchange(port, plain + damaged_frames())) == 1  # a HELLO without the flag: silent
+    reasons = [f.payload for f in simulated]
+    assert reasons == [bytes([Nak.DROPPED, 0]) + r for r in (b"crc", b"cobs", b"len", b"len", b"len")]
+    assert all((f.type, f.channel, f.ref, f.flags) == (Msg.NAK, 0xFF, NO_REF, Flag.RESPONSE | Flag.ERROR)
+               for f in simulated)  # fmt: skip
 
 
 def test_duplicate_request_is_answered_from_the_cache_not_executed_again(link: Link, board_path: str) -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
+from cobs import cobs
 from typer.testing import CliRunner
 
 from chiploop.cli import app
 from chiploop.errors import LinkError
 from chiploop.firmware_bridge.board_sim import Board
-from chiploop.firmware_bridge.link import Link
+from chiploop.firmware_bridge.link import Link, NoAnswerError
 from chiploop.firmware_bridge.protocol import (
     BOARD_CHANNEL,
     COUNTER_NAMES,
@@ -60,14 +62,38 @@ def test_busy_port_is_refused(start_board) -> None:
 
 def test_unknown_protocol_version_names_port_and_version(serve) -> None:
     url = serve(Board(version=0x21))
-    with pytest.raises(LinkError, match=rf"^{url}: unknown protocol version 2\.1 \(host speaks 1\.1\)"):
+    with pytest.raises(LinkError, match=rf"^{url}: unknown protocol version 2\.1 \(host speaks 1\.2\)"):
         Link(url, hello_wait_s=1.0)
 
 
 def test_silent_peer_is_a_link_error_naming_the_port(serve) -> None:
     url = serve(None)
-    with pytest.raises(LinkError, match=rf"^{url}: no board answers HELLO within 0.5 s"):
+    expected = rf"^{url}: no board answers HELLO within 0.5 s: nothing arrived from the board$"
+    with pytest.raises(LinkError, match=expected):
         Link(url, hello_wait_s=0.5)
+
+
+def corrupted(wire: bytes) -> bytes:
+    """The frames of `wire`, each with one bit of its type flipped (their CRC no longer matches)."""
+    out = b""
+    for encoded in wire.split(b"\x00")[:-1]:
+        body = bytearray(cobs.decode(encoded))
+        body[1] ^= 1
+        out += cobs.encode(bytes(body)) + b"\x00"
+    return out
+
+
+class Garbling:
+    """A board whose answers all arrive corrupted from the `after`-th on (requests damaged: `requests`)."""
+
+    def __init__(self, after: int = 1, requests: range = range(0)) -> None:
+        self.board, self.after, self.requests, self.answers, self.received = Board(), after, requests, 0, 0
+
+    def feed(self, data: bytes) -> bytes:
+        self.received += data.count(b"\x00")
+        out = self.board.feed(corrupted(data) if self.received in self.requests else data)
+        self.answers += out.count(b"\x00")
+        return corrupted(out) if self.answers >= self.after else out
 
 
 class Flaky:
@@ -97,13 +123,49 @@ def test_lost_answers_are_retransmitted_and_the_board_does_not_execute_twice(ser
     assert counters["ticks"] == 4 and counters["duplicates"] == 3
 
 
-def test_board_that_stops_answering_gives_up_after_retries_and_rehello(serve) -> None:
+def test_board_that_stops_answering_gives_up_saying_nothing_arrived(serve) -> None:
     url = serve(Flaky(after=2, drop=10**9))
     with Link(url, timeout=0.02, retries=2) as link:
-        expected = rf"^{url}: no response to PING after 3 tries; the board does not answer HELLO either$"
-        with pytest.raises(LinkError, match=expected):
+        expected = (
+            rf"^{url}: no response to PING \(channel 0, seq 2\) after 2 retransmissions in [\d.]+ s: "
+            r"nothing arrived from the board$"
+        )
+        with pytest.raises(NoAnswerError, match=expected):
             link.ping()
-        assert link.stats.rehellos == 1 and link.stats.retransmits == 2
+        assert link.stats.retransmits == link.stats.timeouts == 2
+
+
+def test_answers_that_arrive_corrupted_are_retransmitted_at_once_then_named(serve) -> None:
+    url = serve(Garbling(after=2))  # the HELLO answered, every later answer corrupted
+    with Link(url, timeout=5.0, retries=2) as link:
+        expected = (
+            rf"^{url}: no response to PING \(channel 0, seq 2\) after 2 retransmissions in 0\.\d+ s: "
+            r"3 frames arrived corrupted \(3 crc\), none intact$"
+        )
+        with pytest.raises(NoAnswerError, match=expected):
+            link.ping()
+        assert link.stats.retransmits == 2 and link.stats.timeouts == 0  # none waited for its 5 s timer
+
+
+def test_hello_answered_only_corrupted_says_so(serve) -> None:
+    url = serve(Garbling())
+    expected = (
+        rf"^{url}: no board answers HELLO within 0.5 s: "
+        r"(\d+) frames arrived corrupted \(\1 crc\), none intact$"
+    )
+    with pytest.raises(LinkError, match=expected):
+        Link(url, hello_wait_s=0.5)
+
+
+def test_a_request_the_board_received_damaged_is_retransmitted_on_its_nak_dropped(serve) -> None:
+    garbling = Garbling(after=10**9, requests=range(3, 4))  # the 3rd frame (after 0x00 and HELLO) damaged
+    with Link(serve(garbling), timeout=5.0) as link:
+        t0 = time.monotonic()
+        assert link.ping(b"x") > 0
+        assert time.monotonic() - t0 < 1.0
+        assert (link.stats.retransmits, link.stats.timeouts) == (1, 0)
+    counters = garbling.board.counters
+    assert counters["rx_crc_errors"] == 1 and counters["naks_sent"] == 1 and counters["duplicates"] == 0
 
 
 def test_nak_is_a_link_error_with_its_code(serve) -> None:
@@ -114,7 +176,17 @@ def test_nak_is_a_link_error_with_its_code(serve) -> None:
 
 
 def test_host_version_constant_matches_the_doc() -> None:
-    assert VERSION == 0x11  # docs/protocol.md: version 1.1
+    assert VERSION == 0x12  # docs/protocol.md: version 1.2
+
+
+def test_a_lost_answer_is_retransmitted_as_soon_as_a_later_request_is_answered(serve) -> None:
+    flaky = Flaky(after=3, drop=1)  # HELLO and the first PING answered, the second PING's answer lost
+    with Link(serve(flaky), timeout=5.0) as link:
+        t0 = time.monotonic()
+        replies = link.request_many([(Msg.PING, bytes([i])) for i in range(10)])
+        assert time.monotonic() - t0 < 1.0
+    assert [r.payload for r in replies] == [bytes([i]) for i in range(10)]
+    assert (link.stats.retransmits, link.stats.timeouts) == (1, 0) and flaky.board.counters["duplicates"] == 1
 
 
 def test_request_many_keeps_a_window_in_flight_and_recovers_lost_answers(serve) -> None:

@@ -9,6 +9,7 @@ from chiploop.chip_profiles.loader import load_profile
 from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.twin import TorchTwin
 from chiploop.errors import LinkError
+from chiploop.firmware_bridge.board_sim import Board
 from chiploop.firmware_bridge.link import Link
 from chiploop.firmware_bridge.protocol import (
     COUNTER_NAMES,
@@ -76,6 +77,48 @@ def test_hundred_thousand_weights_through_one_percent_faults_read_back_identical
     assert board_counts["commits"] == 1  # no damaged frame was acted on: one clean commit, identical weights
 
 
+NOISY_LINES = {  # 1e-3 per byte in both directions
+    "flips": FaultRates(bit_flip=1e-3, per="byte"),
+    "drops": FaultRates(drop=1e-3, per="byte"),
+    "inserts": FaultRates(insert=1e-3, per="byte"),
+    "all three": FaultRates.line_noise(1e-3),
+}
+
+
+@pytest.mark.parametrize("line", NOISY_LINES)
+def test_upload_through_a_noisy_line_is_exact_and_losses_are_retransmitted_early(line, start_board) -> None:
+    spec = NetworkSpec(100, 200, 2)  # 20,400 int8 weights (the benchmark uploads 102,000)
+    rng = np.random.default_rng(3)
+    w = {k: rng.integers(-128, 128, shape).astype(float) for k, shape in spec.weight_shapes().items()}
+    with Relay(start_board("--tcp", "127.0.0.1:0").url, NOISY_LINES[line], seed=3) as relay:
+        chip = SerialChip(relay.url, load_profile("xylo"), spec)
+        try:
+            chip.write_weights(w)
+            chip.run(np.zeros((1, 1, spec.n_in), np.uint8), record_v=False)
+            expected, back = chip.device.for_run(), chip.board_weights()
+        finally:
+            chip.close()
+    assert all(np.array_equal(back[k], expected[k]) for k in expected)
+    faults = [relay.to_board, relay.to_host]
+    assert all(c.bit_flips + c.drops + c.inserts > 0 for c in faults)
+    stats = chip.link.stats
+    assert stats.retransmits > 2 * stats.timeouts  # most losses showed before their timer expired
+
+
+def test_frames_shrink_as_the_line_loses_them_and_grow_back_when_it_clears(serve) -> None:
+    with Link(serve(Board())) as link:
+        assert link.payload_budget(WEIGHTS_HEAD.size) == link.max_payload == 240
+        for i in range(200):  # half the exchanges of 280 bytes lost: 2.5e-3 per byte
+            link.loss.sent(250)
+            if i % 2:
+                link.loss.answered(30)
+        assert 150 < link.payload_budget(WEIGHTS_HEAD.size) < 180
+        for _ in range(500):
+            link.loss.sent(250)
+            link.loss.answered(30)
+        assert link.payload_budget(WEIGHTS_HEAD.size) == 240
+
+
 def test_runs_through_faults_match_the_twin(start_board) -> None:
     profile, spec = load_profile("xylo"), NetworkSpec(16, 40, 4, recurrent=True, readout="spiking")
     x = (np.random.default_rng(2).random((4, 80, spec.n_in)) < 0.3).astype(np.uint8)
@@ -115,6 +158,7 @@ def test_board_killed_mid_upload_keeps_the_old_weights(start_board, state_file) 
     send = chip.link.request_many
 
     def send_then_die(requests, timeout=None):  # noqa: ANN001, ANN202 - wraps Link.request_many
+        requests = list(requests)  # SerialChip hands over a generator
         if requests and requests[0][0] == Msg.WRITE_WEIGHTS:  # ~260 frames: die after 100
             send(requests[:100], timeout)
             board.kill()
