@@ -1,4 +1,4 @@
-"""The `chiploop` command: version, and the `profiles` group (list / show / validate)."""
+"""The `chiploop` command: version, and the `profiles` group (list / show / validate / reference)."""
 
 from __future__ import annotations
 
@@ -80,3 +80,39 @@ def test_profiles_validate_yaml_bomb_is_exit_2(tmp_path: Path) -> None:
     bomb.write_text("\n".join(levels) + "\n")
     result = runner.invoke(app, ["profiles", "validate", str(bomb)])
     assert result.exit_code == 2 and "aliases" in result.stderr
+
+
+def test_profiles_validate_misspelled_source_key_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("extends: xylo\nneuron: {threshold: 300}\nsource: {neuron.treshold: measured}\n")
+    result = runner.invoke(app, ["profiles", "validate", str(bad)])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"error: {bad}: source: unknown key 'neuron.treshold', not a profile field; "
+        "did you mean 'neuron.threshold'?"
+    ]
+
+
+def test_profiles_show_set_applies_overrides_and_refuses_inert_ones() -> None:
+    result = runner.invoke(app, ["profiles", "show", "xylo", "--set", "neuron.threshold=300"])
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load(result.stdout)
+    assert data["neuron"]["threshold"] == 300 and data["description"] == "xylo with neuron.threshold=300"
+    result = runner.invoke(app, ["profiles", "show", "xylo", "--set", "noise.drift.nu=0.05"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "error: overrides: noise.drift.nu=0.05 does nothing while noise.drift.model is none; "
+        "set noise.drift.model to power_law"
+    ]
+
+
+def test_profiles_reference_is_markdown_with_every_section() -> None:
+    result = runner.invoke(app, ["profiles", "reference"])
+    assert result.exit_code == 0, result.output
+    for heading in (
+        "# Chip profile reference",
+        "## Fields",
+        "## Settings that cannot act",
+        "hosts which task",
+    ):
+        assert heading in result.stdout

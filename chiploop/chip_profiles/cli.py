@@ -1,4 +1,5 @@
-"""`chiploop profiles`: list the built-in chip profiles, show one resolved, validate files."""
+"""`chiploop profiles`: list the built-in chip profiles, show one resolved, validate files, and print
+the profile reference."""
 
 from __future__ import annotations
 
@@ -41,9 +42,18 @@ def list_command() -> None:
 
 
 @app.command()
-def show(name_or_file: Annotated[str, typer.Argument(help="built-in name or YAML file")]) -> None:
-    """Print a profile as resolved YAML (`extends:` merged in)."""
-    typer.echo(load_profile(name_or_file).to_yaml(), nl=False)
+def show(
+    name_or_file: Annotated[str, typer.Argument(help="built-in name or YAML file")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="FIELD=VALUE", help="override, repeatable, as `chiploop train --set`"),
+    ] = None,
+) -> None:
+    """Print a profile as resolved YAML (`extends:` merged in, overrides applied)."""
+    from chiploop.training.cli import parse_assignments
+
+    profile = load_profile(name_or_file).with_overrides(parse_assignments(set_ or [], "--set"))
+    typer.echo(profile.to_yaml(), nl=False)
 
 
 @app.command()
@@ -52,6 +62,15 @@ def validate(files: Annotated[list[Path], typer.Argument(help="profile YAML file
     for path in files:
         load_profile(path)
         typer.echo(f"ok: {path}")
+
+
+@app.command()
+def reference() -> None:
+    """Print the profile reference as Markdown: every field, the settings that cannot act, and
+    which built-in hosts which task (docs/profiles.md is this output)."""
+    from chiploop.chip_profiles.reference import markdown
+
+    typer.echo(markdown(), nl=False)
 
 
 def _limits_summary(profile: ChipProfile) -> str:

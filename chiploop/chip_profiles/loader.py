@@ -18,7 +18,8 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from chiploop.chip_profiles.model import ChipProfile
+from chiploop.chip_profiles.derive import derive
+from chiploop.chip_profiles.model import ChipProfile, section_of
 from chiploop.errors import ProfileError
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
@@ -90,7 +91,8 @@ def apply_overrides(profile: ChipProfile, overrides: dict[str, Any]) -> ChipProf
     `{"noise.read.sigma": 0.05}` sets one field; a mapping value merges into a section.
     `"source.<field path>"` sets one citation. Citations of overridden fields are dropped unless
     the overrides give new ones. An unknown path names the valid keys at that level. Numeric
-    strings are converted (`"1e-3"` -> 0.001), unlike in files.
+    strings are converted (`"1e-3"` -> 0.001), unlike in files. A change that cannot act is
+    refused (`inert`); unless `description` is overridden, the result's says what changed.
     """
     data = profile.model_dump(mode="json")
     citations = {k.removeprefix("source."): v for k, v in overrides.items() if str(k).startswith("source.")}
@@ -101,7 +103,8 @@ def apply_overrides(profile: ChipProfile, overrides: dict[str, Any]) -> ChipProf
         data["source"] = _drop_stale_sources(data["source"], set(fields), citations)
     if "checked_against" not in fields:
         data["checked_against"] = _still_checked(data.get("checked_against", ""), set(fields))
-    return validate_profile_data(data, "overrides", strict=False)
+    changed = validate_profile_data(data, "overrides", strict=False)
+    return derive(profile, changed, fields, "overrides", describe="description" not in fields)
 
 
 def validate_profile_data(data: dict[str, Any], origin: str, *, strict: bool = True) -> ChipProfile:
@@ -132,7 +135,9 @@ def _resolve(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], ChipP
     """The file's mapping merged over its `extends:` parents (`extends` removed), and its profile.
 
     Every file of a chain is validated on its own, so an error names the file that brought it.
-    A file without `name:` is named after its file stem.
+    A file without `name:` is named after its file stem. The fields a file changes (from its
+    parent, or from the defaults) must act (`inert`); a file over a parent without its own
+    `description:` is described by what it changes.
     """
     real = path.resolve()
     if real in chain:
@@ -143,18 +148,24 @@ def _resolve(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], ChipP
     data = _read_mapping(path)
     data.setdefault("name", path.stem)
     parent_ref = data.pop("extends", None)
-    if parent_ref is not None:
-        if not isinstance(parent_ref, str) or not parent_ref:
-            raise ProfileError(f"{path}: extends: must be a built-in name or a file path, got {parent_ref!r}")
-        parent, _ = _resolve(_parent_path(path, parent_ref), (*chain, real))
-        merged = _deep_merge(parent, data)
-        parent_src, own_src = parent.get("source", {}), data.get("source", {})
-        if isinstance(parent_src, dict) and isinstance(own_src, dict):
-            merged["source"] = _drop_stale_sources(parent_src, _leaf_paths(data), own_src)
-        if "checked_against" not in data:
-            merged["checked_against"] = _still_checked(parent.get("checked_against", ""), _leaf_paths(data))
-        data = merged
-    return data, validate_profile_data(data, str(path))
+    own = _leaf_paths(data)
+    if parent_ref is None:
+        profile = validate_profile_data(data, str(path))
+        return data, derive(ChipProfile(name=profile.name), profile, own, str(path), describe=False)
+    if not isinstance(parent_ref, str) or not parent_ref:
+        raise ProfileError(f"{path}: extends: must be a built-in name or a file path, got {parent_ref!r}")
+    parent_data, parent = _resolve(_parent_path(path, parent_ref), (*chain, real))
+    merged = _deep_merge(parent_data, data)
+    parent_src, own_src = parent_data.get("source", {}), data.get("source", {})
+    if isinstance(parent_src, dict) and isinstance(own_src, dict):
+        merged["source"] = _drop_stale_sources(parent_src, own, own_src)
+    if "checked_against" not in data:
+        merged["checked_against"] = _still_checked(parent_data.get("checked_against", ""), own)
+    profile = derive(
+        parent, validate_profile_data(merged, str(path)), own, str(path), "description" not in data
+    )
+    merged["description"] = profile.description
+    return merged, profile
 
 
 def _parent_path(child: Path, ref: str) -> Path:
@@ -299,7 +310,7 @@ def _set_field(data: dict[str, Any], dotted: Any, value: Any) -> None:
     node, model = data, ChipProfile
     for depth, key in enumerate(parents):
         _check_key(dotted, parents[:depth], key, model)
-        section = _section_model(model, key)
+        section = section_of(model, key)
         if section is None:
             where = ".".join(parents[: depth + 1])
             raise ProfileError(f"override {dotted!r}: {where} is a value, not a section")
@@ -316,12 +327,6 @@ def _check_key(dotted: str, parents: list[str], key: str, model: type[BaseModel]
         where = ".".join(parents) or "the top level"
         valid = ", ".join(model.model_fields)
         raise ProfileError(f"override {dotted!r}: unknown key {key!r} under {where}; valid keys: {valid}")
-
-
-def _section_model(model: type[BaseModel], key: str) -> type[BaseModel] | None:
-    """The section class of field `key` of `model`, or None for a leaf (or the `source` dict)."""
-    annotation = model.model_fields[key].annotation
-    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
 # ---------------------------------------------------------------- error messages
@@ -412,7 +417,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     for part in loc:
         if model is None or part not in model.model_fields:
             return None
-        model = _section_model(model, part)
+        model = section_of(model, part)
     return model
 
 

@@ -3,15 +3,20 @@
 Units: weights, thresholds and membrane state share one *model unit* (for `fixed` arithmetic it is
 the chip's integer state unit); times carry their unit in the name (`tau_mem_s`, `dt_s`).
 Every section forbids unknown keys, so a typo is an error rather than a silent default.
+Every field has a one-line description and, where it has one, a unit (`json_schema_extra`):
+`chiploop profiles reference` prints them (docs/profiles.md).
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 import math
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 NonNeg = Annotated[float, Field(ge=0.0)]
 Positive = Annotated[float, Field(gt=0.0)]
@@ -23,6 +28,11 @@ PerNeuronNonNeg = NonNeg | Annotated[tuple[NonNeg, ...], Field(min_length=1)]
 PerNeuronReal = float | Annotated[tuple[float, ...], Field(min_length=1)]
 
 
+def _field(default: Any, description: str, unit: str = "") -> Any:
+    """A field's default, one-line meaning and unit ("" for names, switches and pure numbers)."""
+    return Field(default, description=description, json_schema_extra={"unit": unit} if unit else None)
+
+
 class Section(BaseModel):
     """Base of every profile section: immutable, strict about unknown keys and non-finite numbers."""
 
@@ -32,9 +42,11 @@ class Section(BaseModel):
 class Adaptation(Section):
     """ALIF threshold adaptation: A = threshold + beta * a, a <- rho * a + z, rho = exp(-dt/tau)."""
 
-    tau_s: Positive = 2.0
-    beta: NonNeg = 0.0
-    fraction: Fraction = Field(1.0, description="fraction of hidden neurons that adapt (ALIF)")
+    tau_s: Positive = _field(2.0, "time constant of the adaptation variable a", "s")
+    beta: NonNeg = _field(0.0, "threshold increase per unit of a (0: no adaptation)", "model units")
+    fraction: Fraction = _field(
+        1.0, "fraction of hidden neurons that adapt (the first round(fraction x n_hidden))", "fraction"
+    )
 
 
 class Neuron(Section):
@@ -46,23 +58,28 @@ class Neuron(Section):
     the hidden layer, `tau_out_s` to the readout, `tau_syn_s`, `threshold` and `bias` to both.
     """
 
-    model: Literal["lif", "alif"] = "lif"
-    tau_mem_s: PerNeuronPositive = 0.02
-    tau_syn_s: PerNeuronNonNeg = Field(0.005, description="0 means no synaptic filter")
-    tau_syn2_s: PerNeuronPositive | None = Field(
-        None, description="a second synaptic current of the hidden neurons (Xylo's syn2); None: none"
+    model: Literal["lif", "alif"] = _field("lif", "lif, or alif: hidden thresholds adapt (neuron.adaptation)")
+    tau_mem_s: PerNeuronPositive = _field(0.02, "membrane time constant of the hidden neurons", "s")
+    tau_syn_s: PerNeuronNonNeg = _field(0.005, "synaptic current time constant; 0: no synaptic filter", "s")
+    tau_syn2_s: PerNeuronPositive | None = _field(
+        None,
+        "a second synaptic current of the hidden neurons (Xylo's syn2), used by networks with "
+        "synapses=2; null: none",
+        "s",
     )
-    tau_out_s: PerNeuronPositive = Field(0.02, description="membrane time constant of the readout layer")
-    threshold: PerNeuronPositive = 1.0
-    bias: PerNeuronReal = Field(0.0, description="added to the membrane every step, in state units")
-    reset: Literal["zero", "subtract"] = "subtract"
-    refractory_steps: Annotated[int, Field(ge=0, le=1024)] = 0
-    threshold_compare: Literal["ge", "gt"] = Field("ge", description="spike when v >= A, or v > A")
-    max_spike_count: Annotated[int, Field(ge=1, le=255)] = Field(
-        1, description="spikes a hidden neuron may emit in one step; above 1 each subtracts the threshold"
+    tau_out_s: PerNeuronPositive = _field(0.02, "membrane time constant of the readout neurons", "s")
+    threshold: PerNeuronPositive = _field(1.0, "firing threshold", "model units")
+    bias: PerNeuronReal = _field(0.0, "added to the membrane every step", "state units")
+    reset: Literal["zero", "subtract"] = _field("subtract", "after a spike: v <- 0, or v <- v - threshold")
+    refractory_steps: Annotated[int, Field(ge=0, le=1024)] = _field(
+        0, "steps a neuron keeps its membrane after a spike", "steps"
     )
-    update_order: Literal["decay_then_add", "add_then_decay"] = Field(
-        "decay_then_add", description="synaptic current: I <- D(I) + s, or I <- D(I + s)"
+    threshold_compare: Literal["ge", "gt"] = _field("ge", "spike when v >= A, or v > A")
+    max_spike_count: Annotated[int, Field(ge=1, le=255)] = _field(
+        1, "spikes a hidden neuron may emit in one step; above 1 each subtracts the threshold", "spikes"
+    )
+    update_order: Literal["decay_then_add", "add_then_decay"] = _field(
+        "decay_then_add", "synaptic current: I <- D(I) + s, or I <- D(I + s)"
     )
     adaptation: Adaptation = Adaptation()
 
@@ -75,63 +92,80 @@ class Neuron(Section):
 class Timing(Section):
     """Simulation step, the chip's speed relative to biological time, and when inputs arrive."""
 
-    dt_s: Positive = 0.001
-    time_scale: Positive = Field(1.0, description="chip seconds per model second (1e-3 = 1000x accelerated)")
-    input_delay_steps: Annotated[int, Field(ge=0, le=1)] = Field(
-        1, description="steps from an input spike to its synaptic current (1: like every synapse)"
+    dt_s: Positive = _field(0.001, "simulation time step", "s")
+    time_scale: Positive = _field(
+        1.0,
+        "chip seconds per model second (1e-3 = 1000x accelerated); describes the chip, the dynamics "
+        "do not use it",
+        "chip s / model s",
+    )
+    input_delay_steps: Annotated[int, Field(ge=0, le=1)] = _field(
+        1, "steps from an input spike to its synaptic current (1: like every synapse)", "steps"
     )
 
 
 class Arithmetic(Section):
     """Float dynamics, or integer dynamics with bounded state and integer decays (docs/dynamics.md)."""
 
-    kind: Literal["float", "fixed"] = "float"
-    state_bits: Annotated[int, Field(ge=2, le=48)] = 24
-    decay: Literal["multiplier", "shift"] = Field(
-        "multiplier", description="multiplier: v*(2^decay_bits - d) / 2^decay_bits; shift: v - v/2^s"
+    kind: Literal["float", "fixed"] = _field("float", "float dynamics, or fixed: integer state and decays")
+    state_bits: Annotated[int, Field(ge=2, le=48)] = _field(
+        24, "fixed: width of the signed state registers (currents, membranes)", "bits"
     )
-    decay_bits: Annotated[int, Field(ge=1, le=24)] = Field(
-        12, description="multiplier: its fraction bits q; shift: width of the shift register (s < 2^bits)"
+    decay: Literal["multiplier", "shift"] = _field(
+        "multiplier", "fixed: multiplier: v*(2^decay_bits - d) / 2^decay_bits; shift: v - v/2^s"
     )
-    decay_rounding: Literal["truncate", "floor", "floor_min_step"] = Field(
+    decay_bits: Annotated[int, Field(ge=1, le=24)] = _field(
+        12, "fixed: multiplier: its fraction bits q; shift: width of the shift register (s < 2^bits)", "bits"
+    )
+    decay_rounding: Literal["truncate", "floor", "floor_min_step"] = _field(
         "truncate",
-        description="rounding of a decay; floor_min_step (shift only): floor, but a non-zero "
-        "state always moves by at least 1",
+        "rounding of a decay; floor_min_step (shift only): floor, but a non-zero state always moves by "
+        "at least 1",
     )
-    saturation: Literal["per_update", "per_addition"] = Field(
-        "per_update", description="bound each state update once, or every single addition (Xylo)"
+    saturation: Literal["per_update", "per_addition"] = _field(
+        "per_update", "bound each state update once, or every single addition (Xylo)"
     )
-    current_overflow: Literal["saturate", "wrap"] = Field("saturate", description="synaptic current")
-    membrane_overflow: Literal["saturate", "saturate_symmetric"] = Field(
-        "saturate", description="saturate_symmetric: to ±(2^(state_bits-1) - 1), as Loihi clips v"
+    current_overflow: Literal["saturate", "wrap"] = _field(
+        "saturate", "synaptic current beyond the state width: saturate, or wrap once (Loihi)"
     )
-    fractional_bits: Annotated[int, Field(ge=0, le=16)] = Field(
-        0, description="extra low bits of the state: inputs and thresholds enter shifted left by this"
+    membrane_overflow: Literal["saturate", "saturate_symmetric"] = _field(
+        "saturate", "saturate_symmetric: to ±(2^(state_bits-1) - 1), as Loihi clips v"
     )
-    threshold_bits: Annotated[int, Field(ge=1, le=47)] | None = Field(
-        None, description="width of the (unsigned) threshold register; None: as wide as the state"
+    fractional_bits: Annotated[int, Field(ge=0, le=16)] = _field(
+        0, "extra low bits of the state: inputs and thresholds enter shifted left by this", "bits"
+    )
+    threshold_bits: Annotated[int, Field(ge=1, le=47)] | None = _field(
+        None, "width of the (unsigned) threshold register; null: as wide as the state", "bits"
     )
 
 
 class Weights(Section):
     """Weight storage: resolution, range, sign encoding and rounding at write."""
 
-    bits: Annotated[int, Field(ge=1, le=32)] | None = Field(None, description="None = analog/float")
-    range: tuple[float, float] = (-1.0, 1.0)
-    encoding: Literal["signed", "sign_split", "differential_pair"] = "signed"
-    rounding: Literal["deterministic", "stochastic", "floor"] = Field(
-        "deterministic", description="onto the grid: nearest (ties away from 0), unbiased random, or down"
+    bits: Annotated[int, Field(ge=1, le=32)] | None = _field(
+        None, "resolution of a stored weight; null: analog (float, only clipped to the range)", "bits"
     )
-    shift: Annotated[int, Field(ge=0, le=16)] = Field(
-        0, description="weights are register values x 2^shift (Xylo's weight bit-shift): grid and range scale"
+    range: tuple[float, float] = _field(
+        (-1.0, 1.0), "[min, max] of a weight register; times 2^shift in model units", "register units"
     )
-    exponent_bits: Annotated[int, Field(ge=0, le=8)] = Field(
-        0, description="per-layer shared exponent (mantissa x 2^e), chosen at write to fit the layer"
+    encoding: Literal["signed", "sign_split", "differential_pair"] = _field(
+        "signed",
+        "grid levels: signed: two's complement of `bits`; sign_split, differential_pair: a magnitude "
+        "of `bits` and a separate sign",
     )
-    map_to_range: bool = Field(
+    rounding: Literal["deterministic", "stochastic", "floor"] = _field(
+        "deterministic", "onto the grid: nearest (ties away from 0), unbiased random, or down"
+    )
+    shift: Annotated[int, Field(ge=0, le=16)] = _field(
+        0, "weights are register values x 2^shift (Xylo's weight bit-shift): grid and range scale", "bits"
+    )
+    exponent_bits: Annotated[int, Field(ge=0, le=8)] = _field(
+        0, "per-layer shared exponent (mantissa x 2^e), chosen at write to fit the layer", "bits"
+    )
+    map_to_range: bool = _field(
         False,
-        description="analog: each layer's largest |w| is mapped to the full conductance range by a "
-        "digital output scale (aihwkit's weight scaling), so device noise is relative to the layer",
+        "analog: each layer's largest |w| is mapped to the full conductance range by a digital output "
+        "scale (aihwkit's weight scaling), so device noise is relative to the layer",
     )
 
     @property
@@ -154,51 +188,62 @@ class Weights(Section):
 class ProgrammingNoise(Section):
     """Noise frozen into a weight at write time."""
 
-    model: Literal["none", "gaussian_absolute", "gaussian_relative", "pcm"] = "none"
-    sigma: NonNeg = Field(0.0, description="absolute: model units; relative: fraction of |w|")
-    g_max_us: Positive = Field(25.0, description="pcm: maximal device conductance in µS")
-    coefficients: tuple[float, float, float] = Field(
-        (0.26348, 1.9650, -1.1731), description="pcm: σ(g) = c0 + c1 (g/gmax) + c2 (g/gmax)² µS"
+    model: Literal["none", "gaussian_absolute", "gaussian_relative", "pcm"] = _field(
+        "none", "gaussian_absolute: w + sigma N; gaussian_relative: w + sigma |w| N; pcm: aihwkit's PCM model"
     )
-    reference_g_max_us: Positive = Field(
-        25.0, description="pcm: the g_max the coefficients were fitted at; σ scales by g_max / it"
+    sigma: NonNeg = _field(
+        0.0, "gaussian models: std of the noise", "model units (absolute), fraction of |w| (relative)"
+    )
+    g_max_us: Positive = _field(25.0, "pcm: maximal device conductance", "µS")
+    coefficients: tuple[float, float, float] = _field(
+        (0.26348, 1.9650, -1.1731), "pcm: σ(g) = c0 + c1 (g/gmax) + c2 (g/gmax)²", "µS"
+    )
+    reference_g_max_us: Positive = _field(
+        25.0, "pcm: the g_max the coefficients were fitted at; σ scales by g_max / it", "µS"
     )
 
 
 class ReadNoise(Section):
     """Noise drawn afresh on every run."""
 
-    model: Literal["none", "gaussian_absolute", "gaussian_relative", "pcm_1f"] = "none"
-    sigma: NonNeg = Field(
-        0.0,
-        description="absolute: model units; relative: fraction of |w|; pcm_1f: scale of the fitted 1/f noise",
+    model: Literal["none", "gaussian_absolute", "gaussian_relative", "pcm_1f"] = _field(
+        "none",
+        "gaussian_absolute, gaussian_relative (as programming noise), or pcm_1f: 1/f noise of PCM devices",
     )
-    t_read_s: Positive = Field(250e-9, description="pcm_1f: integration time of one read")
+    sigma: NonNeg = _field(
+        0.0,
+        "std of the noise; pcm_1f: scale of the fitted 1/f noise",
+        "model units (absolute), fraction of |w| (relative), factor (pcm_1f)",
+    )
+    t_read_s: Positive = _field(250e-9, "pcm_1f: integration time of one read", "s")
 
 
 class Drift(Section):
     """Conductance decay: g(t) = g_prog ((t + t0) / t0)^-nu, t counted from the end of programming."""
 
-    model: Literal["none", "power_law", "pcm"] = "none"
-    nu: NonNeg = 0.0
-    nu_sigma: NonNeg = 0.0
-    t0_s: Positive = 20.0
+    model: Literal["none", "power_law", "pcm"] = _field(
+        "none", "power_law: nu from nu, nu_sigma; pcm: nu drawn per device from its conductance (aihwkit)"
+    )
+    nu: NonNeg = _field(0.0, "power_law: mean drift exponent")
+    nu_sigma: NonNeg = _field(0.0, "power_law: std of the drift exponent across synapses")
+    t0_s: Positive = _field(20.0, "reference time after programming of drift and pcm_1f read noise", "s")
 
 
 class Periphery(Section):
     """Noise of the analog periphery on every run (DACs, ADCs, wires), apart from the devices'."""
 
-    weight_sigma: NonNeg = Field(
+    weight_sigma: NonNeg = _field(
         0.0,
-        description="additive weight noise per run, std = weight_sigma x the layer's w_max (aihwkit w_noise)",
+        "additive weight noise per run, std = weight_sigma x the layer's w_max (aihwkit w_noise)",
+        "x w_max",
     )
 
 
 class Faults(Section):
     """Fractions of synapses stuck at zero or at the range limit, frozen per chip instance."""
 
-    stuck_at_zero: Fraction = 0.0
-    stuck_at_max: Fraction = 0.0
+    stuck_at_zero: Fraction = _field(0.0, "synapses that read 0", "fraction")
+    stuck_at_max: Fraction = _field(0.0, "synapses that read the range maximum", "fraction")
 
     @model_validator(mode="after")
     def _fractions_sum(self) -> Faults:
@@ -210,9 +255,9 @@ class Faults(Section):
 class Mismatch(Section):
     """Relative Gaussian spread of neuron parameters, frozen per chip instance."""
 
-    tau: NonNeg = 0.0
-    threshold: NonNeg = 0.0
-    gain: NonNeg = 0.0
+    tau: NonNeg = _field(0.0, "spread of every time constant of a neuron (one multiplier)", "relative std")
+    threshold: NonNeg = _field(0.0, "spread of the thresholds", "relative std")
+    gain: NonNeg = _field(0.0, "spread of the synaptic gain of the hidden neurons", "relative std")
 
 
 class Noise(Section):
@@ -244,32 +289,41 @@ class Noise(Section):
 
 
 class Limits(Section):
-    """Resource limits; None means unlimited."""
+    """Resource limits; null means unlimited."""
 
-    max_neurons: Count | None = None
-    max_inputs: Count | None = Field(None, description="input channels")
-    max_outputs: Count | None = Field(None, description="readout neurons")
-    max_fan_in: Count | None = None
-    max_fan_out: Count | None = None
-    neurons_per_core: Count | None = None
-    synapses_per_core: Count | None = None
-    max_spikes_per_step: Count | None = Field(
-        None, description="hidden spikes delivered per sample per step; excess dropped"
+    max_neurons: Count | None = _field(None, "hidden + readout neurons on the chip", "neurons")
+    max_inputs: Count | None = _field(None, "input channels", "channels")
+    max_outputs: Count | None = _field(None, "readout neurons", "neurons")
+    max_fan_in: Count | None = _field(None, "synapses into one neuron", "synapses")
+    max_fan_out: Count | None = _field(None, "neurons one hidden neuron sends to", "neurons")
+    neurons_per_core: Count | None = _field(
+        None, "neurons of one core (layers use separate cores)", "neurons"
     )
-    max_input_spikes_per_step: Count | None = Field(
-        None, description="input spikes per sample per step; excess dropped"
+    synapses_per_core: Count | None = _field(
+        None, "synapse memory of one core (a neuron's incoming synapses)", "synapses"
+    )
+    max_spikes_per_step: Count | None = _field(
+        None, "hidden spikes delivered per sample per step; excess dropped", "spikes"
+    )
+    max_input_spikes_per_step: Count | None = _field(
+        None, "input spikes per sample per step; excess dropped", "spikes"
     )
 
 
 class ChipProfile(Section):
     """Everything chiploop knows about a chip family."""
 
-    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
-    description: str = ""
-    checked_against: str = Field(
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")] = Field(
+        description="the profile's name (a file's stem when the file has none)"
+    )
+    description: str = _field(
         "",
-        description="the vendor simulator (and version) the test suite pins this profile to, bit for bit "
-        "or statistically; dropped when an override changes the chip's rules",
+        "one line about the chip; a derived profile's names its changes: 'loihi2 with weights.bits=4'",
+    )
+    checked_against: str = _field(
+        "",
+        "the vendor simulator (and version) the test suite pins this profile to, bit for bit or "
+        "statistically; dropped when an override changes the chip's rules",
     )
     neuron: Neuron = Neuron()
     timing: Timing = Timing()
@@ -278,8 +332,22 @@ class ChipProfile(Section):
     noise: Noise = Noise()
     limits: Limits = Limits()
     source: dict[str, str] = Field(
-        default_factory=dict, description="field path -> where the number comes from"
+        default_factory=dict,
+        description="field path (such as neuron.tau_mem_s) -> where its value comes from",
     )
+
+    @field_validator("source")
+    @classmethod
+    def _sources_name_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        """A citation's key is a field path: a misspelled one would cite nothing."""
+        for key in value:
+            if key not in field_paths():
+                near = difflib.get_close_matches(key, list(field_paths()), n=1)
+                hint = (
+                    f"did you mean {near[0]!r}?" if near else "keys are field paths like 'neuron.tau_mem_s'"
+                )
+                raise ValueError(f"unknown key {key!r}, not a profile field; {hint}")
+        return value
 
     @model_validator(mode="after")
     def _rules_consistent(self) -> ChipProfile:
@@ -306,8 +374,43 @@ class ChipProfile(Section):
         return apply_overrides(self, overrides)
 
     def to_yaml(self) -> str:
-        """The resolved profile as YAML; `load_profile` of it gives an equal profile."""
+        """The resolved profile as YAML; `load_profile` of it gives an equal profile, unless it keeps
+        a parameter that cannot act (a file may not set one, `inert`), such as the sigma of a read
+        noise an override switched off."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def section_of(model: type[BaseModel], key: str) -> type[BaseModel] | None:
+    """The section class of field `key` of `model`, or None for a leaf (or the `source` map)."""
+    return _section(model.model_fields[key])
+
+
+def _section(info: FieldInfo) -> type[BaseModel] | None:
+    annotation = info.annotation
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+@functools.cache
+def field_paths() -> dict[str, FieldInfo]:
+    """Every section and field of a profile by dotted path, in model order; the top-level
+    metadata (name, description, checked_against, source) is not a field path."""
+    out: dict[str, FieldInfo] = {}
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for key, info in model.model_fields.items():
+            section = section_of(model, key)
+            if prefix or section is not None:
+                out[f"{prefix}{key}"] = info
+            if section is not None:
+                walk(section, f"{prefix}{key}.")
+
+    walk(ChipProfile, "")
+    return out
+
+
+def leaf_paths() -> list[str]:
+    """The dotted paths of the fields that hold values (no sections), in model order."""
+    return [path for path, info in field_paths().items() if _section(info) is None]
 
 
 def _values(x: float | tuple[float, ...] | None) -> tuple[float, ...]:

@@ -116,9 +116,8 @@ def check_neuron_parameter_lengths(profile: ChipProfile, spec: NetworkSpec) -> N
             )
 
 
-RULES: list[Callable[[ChipProfile, NetworkSpec], None]] = [
-    check_synaptic_currents,
-    check_neuron_parameter_lengths,
+# The chip's resources (`limits`): a network that breaks one is too large for the chip.
+LIMIT_RULES: list[Callable[[ChipProfile, NetworkSpec], None]] = [
     check_input_count,
     check_output_count,
     check_neuron_count,
@@ -126,6 +125,11 @@ RULES: list[Callable[[ChipProfile, NetworkSpec], None]] = [
     check_fan_out,
     check_synapses_per_core,
     check_neurons_per_core,
+]
+RULES: list[Callable[[ChipProfile, NetworkSpec], None]] = [
+    check_synaptic_currents,
+    check_neuron_parameter_lengths,
+    *LIMIT_RULES,
 ]
 
 

@@ -1,28 +1,38 @@
 """Sweeps: a grid of cells (profile overrides x estimators x seeds) run on a local process pool or
-on a dask.distributed scheduler, each finished cell appended to `results.csv` so that a re-run
+on a dask.distributed scheduler, each finished cell saved to `results.csv` at once so that a re-run
 resumes where an interrupted one stopped.
 
 The grid machinery here is independent of what a cell does: `run_sweep` takes a picklable
-function `cell_fn(cell) -> dict` (see `chiploop.training.characterize`).
+function `cell_fn(cell) -> dict` (see `chiploop.training.characterize`). Local workers leave Ctrl-C
+to the parent and die with it (`local_pool`); a results file is written atomically, a Ctrl-C held
+until it is saved (`save`), and a failed write is one `OutputError` that leaves the last good file.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from multiprocessing import get_context
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from chiploop.chip_profiles.inert import InertSettingError
 from chiploop.chip_profiles.model import ChipProfile
 from chiploop.errors import ChiploopError, ProfileError
+from chiploop.outdir import atomic_write_bytes, write_guard
 
 RESULTS = "results.csv"
 
@@ -37,6 +47,11 @@ class SweepAxis:
 
     field: str
     values: tuple[Any, ...]
+
+    @property
+    def text(self) -> str:
+        """`FIELD=V1,V2,...` with the values as in the cell keys."""
+        return f"{self.field}={','.join(json.dumps(v) for v in self.values)}"
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,9 @@ class Cell:
         return f"{settings}|{self.estimator}|{self.seed}"
 
 
+Record = Callable[[Cell, dict[str, Any]], None]
+
+
 def parse_axis(text: str, profile: ChipProfile) -> SweepAxis:
     """Parse `FIELD=V1,V2,...` and check every value against the profile before any work starts."""
     name, sep, raw = text.partition("=")
@@ -70,9 +88,25 @@ def parse_axis(text: str, profile: ChipProfile) -> SweepAxis:
     for value in values:
         try:
             profile.with_overrides({name: value})
+        except InertSettingError:
+            pass  # may act together with another axis: `parse_axes` checks the combinations
         except ProfileError as exc:
             raise SweepError(f"sweep '{text}': {exc}") from None
     return SweepAxis(name, values)
+
+
+def parse_axes(texts: Sequence[str], profile: ChipProfile) -> list[SweepAxis]:
+    """Every `--sweep` parsed, and every combination of their values checked against `profile`:
+    a setting that cannot act (`noise.read.sigma` without a read-noise model) is refused unless
+    another axis lets it act in every cell."""
+    axes = [parse_axis(text, profile) for text in texts]
+    for setting in itertools.product(*[[(a.field, v) for v in a.values] for a in axes]):
+        try:
+            profile.with_overrides(dict(setting))
+        except ProfileError as exc:
+            cell = ", ".join(f"{f}={v}" for f, v in setting)
+            raise SweepError(f"sweep cell {cell}: {exc}") from None
+    return axes
 
 
 def make_grid(axes: Sequence[SweepAxis], estimators: Sequence[str], seeds: Sequence[int]) -> list[Cell]:
@@ -94,29 +128,79 @@ def read_results(out_dir: Path, name: str = RESULTS) -> dict[str, dict[str, str]
         return {row["cell"]: row for row in csv.DictReader(fh)}
 
 
-def _write_results(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+@contextmanager
+def _sigint_handler(handler: Any) -> Iterator[Any]:
+    """Run the block with `handler` for SIGINT; yields the handler it replaced (None off the main
+    thread, where Python cannot change handlers and Ctrl-C is not delivered anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield None
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield previous
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def save(path: Path, data: bytes) -> None:
+    """Write a sweep file atomically, a Ctrl-C held until it is saved: never half-written, no
+    temporary left behind; a failed write is one OutputError and the previous file stays."""
+    caught: list[Any] = []
+    with _sigint_handler(lambda signum, frame: caught.append(frame)) as previous:
+        atomic_write_bytes(path, data)
+    if caught and callable(previous):
+        previous(signal.SIGINT, caught[0])
+
+
+def _csv_bytes(rows: Iterable[dict[str, Any]]) -> bytes:
+    """The rows sorted by cell key, every column any row has, as CSV."""
     rows = sorted(rows, key=lambda r: r["cell"])
-    columns: list[str] = []
-    for row in rows:
-        columns += [c for c in row if c not in columns]
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    columns = list(dict.fromkeys(c for row in rows for c in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
 
 
 def _format(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def _completed(futures: Iterable, scheduler_kind: str) -> Iterable:
-    if scheduler_kind == "dask":
-        from distributed import as_completed as dask_as_completed
+def _exit_when_parent_closes(lifeline: Connection) -> None:
+    """Block until the parent's end of `lifeline` closes (it never sends), then end this process."""
+    with suppress(EOFError, OSError):
+        lifeline.recv_bytes()
+    os._exit(1)
 
-        return dask_as_completed(futures)
-    return as_completed(futures)
+
+def _worker_init(lifeline: Connection) -> None:
+    """Pool-worker initializer: Ctrl-C is the parent's to handle; exit when the parent stops the
+    pool or dies (even by SIGKILL: the kernel then closes its end of `lifeline`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_parent_closes, args=(lifeline,), daemon=True).start()
+
+
+@contextmanager
+def local_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """A spawn-context process pool whose workers never outlive the sweep.
+
+    Every worker watches a pipe whose only write end this process holds. If the block fails or is
+    interrupted, closing that end stops every worker at once (its cell unfinished); if this process
+    is killed, the kernel closes it and the workers exit on their own.
+    """
+    context = get_context("spawn")
+    lifeline, held = context.Pipe(duplex=False)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(lifeline,))
+    try:
+        yield pool
+    except BaseException:
+        held.close()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        held.close()
+        lifeline.close()
 
 
 def connect_scheduler(address: str):  # noqa: ANN201 - distributed.Client, imported lazily
@@ -131,6 +215,42 @@ def connect_scheduler(address: str):  # noqa: ANN201 - distributed.Client, impor
         raise SweepError(f"scheduler {address} unreachable: {exc}") from None
 
 
+def _run_local(
+    pool: ProcessPoolExecutor, cell_fn: Callable[[Cell], dict[str, Any]], todo: Sequence[Cell], record: Record
+) -> None:
+    # Workers spawned here inherit an ignored SIGINT: a Ctrl-C while they start up is the parent's alone.
+    with _sigint_handler(signal.SIG_IGN):
+        futures = {pool.submit(cell_fn, c): c for c in todo}
+    for fut in as_completed(futures):
+        try:
+            result = fut.result()
+        except BrokenProcessPool:
+            raise SweepError(
+                "a worker process died (killed, or out of memory?); the cells saved so far are kept:"
+                " run the same command again to resume"
+            ) from None
+        record(futures[fut], result)
+
+
+def _run_dask(
+    address: str, cell_fn: Callable[[Cell], dict[str, Any]], todo: Sequence[Cell], record: Record
+) -> None:
+    from distributed import as_completed as dask_as_completed
+
+    client = connect_scheduler(address)
+    futures: dict[Any, Cell] = {}
+    try:
+        for c in todo:
+            futures[client.submit(cell_fn, c, pure=False)] = c
+        for fut in dask_as_completed(futures):
+            record(futures[fut], fut.result())
+    except BaseException:
+        client.cancel(list(futures))
+        raise
+    finally:
+        client.close()
+
+
 def run_sweep(
     cells: Sequence[Cell],
     cell_fn: Callable[[Cell], dict[str, Any]],
@@ -138,42 +258,37 @@ def run_sweep(
     *,
     scheduler: str | None = None,
     workers: int = 2,
-    on_done: Callable[[Cell, dict[str, Any]], None] | None = None,
+    pool: ProcessPoolExecutor | None = None,
+    on_done: Record | None = None,
     results: str = RESULTS,
 ) -> Path:
-    """Run the cells not yet in the table `results` and rewrite it sorted by cell key.
+    """Run the cells not yet in the table `results`, saving it (sorted by cell key) after each one.
 
-    Each finished row is written at once, so a killed sweep loses at most the cells in flight.
-    The same cells give the same results.csv whichever scheduler ran them.
+    A killed sweep loses at most the cells in flight. The same cells give the same table whichever
+    scheduler ran them. Locally the cells run on `pool` if given, else on a `local_pool(workers)`.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with write_guard(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / results
-    done = read_results(out_dir, results)
-    todo = [c for c in cells if c.key not in done]
-    rows = dict(done)
+    rows = read_results(out_dir, results)
+    todo = [c for c in cells if c.key not in rows]
 
     def record(cell: Cell, result: dict[str, Any]) -> None:
         row = {"cell": cell.key, "estimator": cell.estimator, "seed": cell.seed}
         row.update({f: _format(v) for f, v in cell.overrides})
         row.update({k: _format(v) for k, v in result.items()})
         rows[cell.key] = row
-        _write_results(path, rows.values())
+        save(path, _csv_bytes(rows.values()))
         if on_done is not None:
             on_done(cell, result)
 
-    if todo:
-        if scheduler:
-            client = connect_scheduler(scheduler)
-            try:
-                futures = {client.submit(cell_fn, c, pure=False): c for c in todo}
-                for fut in _completed(futures, "dask"):
-                    record(futures[fut], fut.result())
-            finally:
-                client.close()
-        else:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-                futures = {pool.submit(cell_fn, c): c for c in todo}
-                for fut in _completed(futures, "local"):
-                    record(futures[fut], fut.result())
-    _write_results(path, rows.values())
+    if not todo:
+        return path
+    if scheduler:
+        _run_dask(scheduler, cell_fn, todo, record)
+    elif pool is not None:
+        _run_local(pool, cell_fn, todo, record)
+    else:
+        with local_pool(workers) as own:
+            _run_local(own, cell_fn, todo, record)
     return path

@@ -50,7 +50,7 @@ def test_three_level_chain_merges_child_over_parent(chain: Path) -> None:
     assert leaf.neuron.threshold == 2048  # loihi_base
     assert leaf.weights.range == (-128.0, 126.0)  # list replaced whole
     assert leaf.weights.bits == loihi.weights.bits and leaf.arithmetic == loihi.arithmetic  # built-in
-    assert leaf.description == loihi.description
+    assert leaf.description == "mid with neuron.tau_mem_s=0.05, noise.read.sigma=4"  # what leaf changed
 
 
 def test_chain_resolves_relative_to_each_file_not_the_cwd(

@@ -90,5 +90,5 @@ def test_overriding_a_section_drops_the_citations_inside_it() -> None:
 
 
 def test_numeric_strings_are_converted_in_overrides() -> None:
-    profile = load_profile("ideal").with_overrides({"noise.read.sigma": "1e-3", "weights.bits": "6"})
+    profile = load_profile("rram_crossbar").with_overrides({"noise.read.sigma": "1e-3", "weights.bits": "6"})
     assert profile.noise.read.sigma == 0.001 and profile.weights.bits == 6

@@ -82,7 +82,7 @@ def test_checked_against_survives_parameter_changes_only() -> None:
     xylo = load_profile("xylo")
     assert xylo.checked_against.startswith("xylosim 0.1.3")
     assert xylo.with_overrides(
-        {"neuron.threshold": 300, "noise.read.model": "gaussian_absolute"}
+        {"neuron.threshold": 300, "noise.read.model": "gaussian_absolute", "noise.read.sigma": 2}
     ).checked_against
     assert xylo.with_overrides({"arithmetic.saturation": "per_update"}).checked_against == ""
     assert xylo.with_overrides({"weights.bits": 6}).checked_against == ""
