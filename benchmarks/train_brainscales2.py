@@ -23,7 +23,8 @@ import torch
 
 from chiploop.chip_profiles.loader import load_profile
 from chiploop.emulator.targets import open_chip
-from chiploop.training.loop import ScaledReadout, Trainer, evaluate_on_chip
+from chiploop.training.loop import Trainer, evaluate_on_chip
+from chiploop.training.units import ScaledReadout
 
 IDEAL_OVERRIDES = {
     "name": "brainscales2-ideal",
@@ -60,7 +61,7 @@ def main() -> None:
         }
     )
     ideal = real.with_overrides(IDEAL_OVERRIDES)
-    common = dict(target=args.target, seed=args.seed, progress=False, plots=False, lr_decay=0.7)  # as the CLI
+    common = dict(target=args.target, seed=args.seed, progress=False, plots=False, overwrite=True)
 
     start = time.perf_counter()
     offline = Trainer(ideal, None, "bptt", "digits", mode="offline", out_dir=f"{args.out}/ideal", **common)

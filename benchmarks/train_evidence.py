@@ -57,6 +57,7 @@ def run(name: str, overrides: dict[str, Any], estimator: str, args: argparse.Nam
         progress=False,
         plots=False,
         task_options={"delay_steps": args.delay},  # recorded in config.yaml for --resume
+        overwrite=True,  # a re-run of the benchmark measures again
     )
     try:
         history = trainer.fit(args.epochs)

@@ -7,6 +7,8 @@ The CLI turns a ChiploopError into one line on stderr and exit code 2.
 class ChiploopError(Exception):
     """Base of every error chiploop raises for a user's mistake or a device fault."""
 
+    exit_code = 2
+
 
 class ProfileError(ChiploopError):
     """A chip profile is malformed: names the file, the field path and what is allowed."""
@@ -31,3 +33,9 @@ class LinkError(ChiploopError):
 
 class TrainingError(ChiploopError):
     """A training run cannot go on (diverged loss, corrupt checkpoint, bad configuration)."""
+
+
+class Interrupted(ChiploopError):
+    """The user interrupted a command (Ctrl-C); the message says what was saved. Exit code 130."""
+
+    exit_code = 130

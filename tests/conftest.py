@@ -1,10 +1,13 @@
-"""Fixtures shared across the test tree: the reference C firmware, built once and served on a pty."""
+"""Fixtures shared across the test tree: the reference C firmware, built once and served on a pty;
+a private mount namespace for real full and read-only filesystems."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,3 +36,27 @@ def board_path(firmware_build: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=5)
+
+
+@pytest.fixture
+def own_mount(tmp_path: Path) -> Callable[[str], dict]:
+    """Run a shell script in a private user and mount namespace (`unshare -rm`), where the empty
+    directory `$D` (and `$D/..`, writable) may be mounted over; `$PY` is this Python. The script ends
+    by printing one JSON line, which is returned. Skipped where namespaces are unavailable."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) for a private mount")
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"user and mount namespaces unavailable: {probe.stderr.decode().strip()}")
+    (tmp_path / "d").mkdir()
+
+    def run(script: str) -> dict:
+        done = subprocess.run(
+            ["unshare", "-rm", "sh", "-c", script],
+            env={"D": str(tmp_path / "d"), "PY": sys.executable, "PATH": "/usr/bin:/bin"},
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    return run

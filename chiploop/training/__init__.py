@@ -10,5 +10,6 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "estimators": ["make_estimator", "ESTIMATORS", "GradEstimate"],
         "analysis": ["gradient_quality", "loss_curvature", "noise_robustness"],
         "curvature": ["hessian_top_eigenvalue", "hessian_trace"],
+        "units": ["ScaledReadout", "init_weights", "layer_units"],
     },
 )

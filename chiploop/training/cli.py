@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
 
-from chiploop.errors import TrainingError
+from chiploop.errors import DesignRuleError, Interrupted, TrainingError
+from chiploop.training import defaults
 
-DEFAULT_EPOCHS = 6
+if TYPE_CHECKING:
+    from chiploop.chip_profiles.model import ChipProfile
+    from chiploop.emulator.network import NetworkSpec
+    from chiploop.training.loop import Trainer
+
+RESUME_READS = ("out", "resume", "epochs", "progress", "plots")
 
 
 def parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
@@ -34,31 +40,36 @@ def parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
 
 
 def train_command(
-    profile: Annotated[str, typer.Option(help="built-in profile name or YAML file")] = "loihi2",
-    task: Annotated[str, typer.Option(help="task name")] = "digits",
+    ctx: typer.Context,
+    profile: Annotated[str, typer.Option(help="built-in profile name or YAML file")] = defaults.PROFILE,
+    task: Annotated[str, typer.Option(help="task name")] = defaults.TASK,
     task_option: Annotated[
         list[str] | None,
         typer.Option(metavar="KEY=VALUE", help="task option, repeatable, value in YAML: delay_steps=100"),
     ] = None,
-    estimator: Annotated[str, typer.Option(help="gradient estimator name")] = "bptt",
-    mode: Annotated[str, typer.Option(help="in_the_loop or offline (hardware-aware)")] = "in_the_loop",
+    estimator: Annotated[str, typer.Option(help="gradient estimator name")] = defaults.ESTIMATOR,
+    mode: Annotated[str, typer.Option(help="in_the_loop or offline (hardware-aware)")] = defaults.MODE,
     target: Annotated[str, typer.Option(help="chip: emulator, twin, serial://PORT, socket://HOST:PORT")] = (
-        "emulator"
+        defaults.TARGET
     ),
     epochs: Annotated[
-        int | None, typer.Option(min=0, help=f"epochs in total (default {DEFAULT_EPOCHS})")
+        int | None, typer.Option(min=0, help=f"epochs in total (default {defaults.EPOCHS})")
     ] = None,
-    seed: Annotated[int, typer.Option(min=0, help="seed of data order, init and chip")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="seed of data order, init and chip")] = defaults.SEED,
     out: Annotated[
-        Path | None, typer.Option(help="run directory (default runs/PROFILE-TASK-ESTIMATOR-SEED)")
+        Path | None,
+        typer.Option(help="run directory (default: a new runs/PROFILE-TASK-ESTIMATOR-MODE-hHIDDEN-sSEED)"),
     ] = None,
     resume: Annotated[
         bool, typer.Option(help="continue the run in --out from its checkpoint (config.yaml sets the rest)")
     ] = False,
-    lr: Annotated[float, typer.Option(min=0.0, help="learning rate, in weight units per step")] = 0.02,
-    lr_decay: Annotated[float, typer.Option(min=0.0, help="learning-rate factor per epoch")] = 0.7,
-    batch_size: Annotated[int, typer.Option(min=1, help="samples per step")] = 64,
-    hidden: Annotated[int, typer.Option(min=1, help="hidden neurons")] = 128,
+    overwrite: Annotated[bool, typer.Option(help="replace a run already in --out")] = False,
+    lr: Annotated[float, typer.Option(min=0.0, help="learning rate, in weight units per step")] = defaults.LR,
+    lr_decay: Annotated[float, typer.Option(min=0.0, help="learning-rate factor per epoch")] = (
+        defaults.LR_DECAY
+    ),
+    batch_size: Annotated[int, typer.Option(min=1, help="samples per step")] = defaults.BATCH_SIZE,
+    hidden: Annotated[int, typer.Option(min=1, help="hidden neurons")] = defaults.HIDDEN,
     recurrent: Annotated[bool, typer.Option(help="recurrent hidden layer (W_rec hidden -> hidden)")] = False,
     set_: Annotated[
         list[str] | None,
@@ -68,8 +79,8 @@ def train_command(
             help="profile override, repeatable, value in YAML: --set neuron.model=alif",
         ),
     ] = None,
-    optimizer: Annotated[str, typer.Option(help="adam or sgd")] = "adam",
-    progress: Annotated[bool, typer.Option(help="show a progress bar and a summary table")] = True,
+    optimizer: Annotated[str, typer.Option(help="adam or sgd")] = defaults.OPTIMIZER,
+    progress: Annotated[bool, typer.Option(help="show a progress bar (stderr) and a summary table")] = True,
     plots: Annotated[bool, typer.Option(help="write PNG plots into the run directory")] = True,
 ) -> None:
     """Train on the chip; write config.yaml, metrics.csv, checkpoint.pt, summary.json and plots.
@@ -83,20 +94,16 @@ def train_command(
     from chiploop.training.tasks import make_task
 
     if resume:
-        if out is None:
-            raise TrainingError("--resume needs --out: the run directory to continue")
-        if set_ or task_option:
-            raise TrainingError(
-                "--set and --task-option cannot be combined with --resume: the run's config.yaml holds them"
-            )
-        trainer = Trainer.from_run(out, progress=progress, plots=plots)
+        trainer = _resumed(ctx, out, progress, plots)
     else:
         chip_profile = load_profile(profile).with_overrides(parse_assignments(set_ or [], "--set"))
         task_options = parse_assignments(task_option or [], "--task-option")
         the_task = make_task(task, seed=seed, **task_options)
+        spec = NetworkSpec(the_task.n_in, hidden, the_task.n_out, recurrent=recurrent)
+        _check_fits(chip_profile, spec, task)
         trainer = Trainer(
             chip_profile,
-            NetworkSpec(the_task.n_in, hidden, the_task.n_out, recurrent=recurrent),
+            spec,
             estimator,
             the_task,
             mode=mode,  # type: ignore[arg-type]
@@ -110,13 +117,56 @@ def train_command(
             progress=progress,
             plots=plots,
             task_options=task_options,
-            epochs=DEFAULT_EPOCHS,
+            overwrite=overwrite,
         )
     try:
         last = trainer.fit(epochs, resume=resume).last
+    except KeyboardInterrupt:
+        raise Interrupted(_what_was_saved(trainer)) from None
     finally:
         trainer.chip.close()
+    epochs_word = "epoch" if last["epoch"] == 1 else "epochs"
     typer.echo(
-        f"test {trainer.task.metric_name} {last['test_metric']:.4f} after {last['epoch']} epochs "
+        f"test {trainer.task.metric_name} {last['test_metric']:.4f} after {last['epoch']} {epochs_word} "
         f"(on the chip); run in {trainer.run.path}"
     )
+
+
+def _resumed(ctx: typer.Context, out: Path | None, progress: bool, plots: bool) -> Trainer:
+    """The Trainer of the run in `out`; options the run's config.yaml sets are refused, not ignored."""
+    from chiploop.training.loop import Trainer
+
+    if out is None:
+        raise TrainingError("--resume needs --out: the run directory to continue")
+    given = [
+        "--" + name.rstrip("_").replace("_", "-")
+        for name in ctx.params
+        if name not in RESUME_READS and ctx.get_parameter_source(name).name == "COMMANDLINE"
+    ]
+    if given:
+        raise TrainingError(
+            f"{', '.join(given)} cannot be combined with --resume: the run's config.yaml sets "
+            f"{'them' if len(given) > 1 else 'it'} (start a new run with another --out to change it)"
+        )
+    return Trainer.from_run(out, progress=progress, plots=plots)
+
+
+def _check_fits(profile: ChipProfile, spec: NetworkSpec, task: str) -> None:
+    """Refuse a network the chip cannot host, saying what would fit (a smaller --hidden, another task)."""
+    from chiploop.chip_profiles.fit import suggest
+    from chiploop.chip_profiles.rules import check_network
+
+    try:
+        check_network(profile, spec)
+    except DesignRuleError as exc:
+        hint = suggest(profile, task, spec.n_hidden, spec.recurrent, n_in=spec.n_in, n_out=spec.n_out)
+        raise DesignRuleError(exc.rule, exc.limit, exc.value, hint) from None
+
+
+def _what_was_saved(trainer: Trainer) -> str:
+    """The line printed on Ctrl-C: what the run directory holds and how to continue."""
+    again = f"chiploop train --resume --out {trainer.run.path}"
+    if not trainer.run.has_checkpoint():
+        return f"interrupted before the first checkpoint; {again} starts the run again"
+    saved = trainer.run.load_checkpoint()["epoch"]
+    return f"interrupted: epoch {saved} of {trainer.epochs} is saved; continue with {again}"

@@ -21,6 +21,7 @@ run reproduces an uninterrupted one exactly, and `metrics.csv` is byte-identical
 from __future__ import annotations
 
 import math
+import shutil
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -36,6 +37,8 @@ from chiploop.chip_profiles.model import ChipProfile
 from chiploop.emulator.chip import Chip, Recording
 from chiploop.emulator.network import NetworkSpec
 from chiploop.errors import TrainingError
+from chiploop.outdir import OutputError, claim, entries
+from chiploop.training import defaults
 from chiploop.training.runs import (
     CHECKPOINT_FORMAT,
     METRIC_COLUMNS,
@@ -46,13 +49,13 @@ from chiploop.training.runs import (
     default_run_dir,
 )
 from chiploop.training.tasks import Batch, Task
+from chiploop.training.units import ScaledReadout, init_weights, layer_units
 
 if TYPE_CHECKING:
     from chiploop.training.estimators import GradEstimate, GradientEstimator
 
 MODES = ("in_the_loop", "offline")
 OPTIMIZERS = ("adam", "sgd")
-DEFAULT_HIDDEN = 128
 DIVERGENCE_FACTOR = 1e3  # a step loss this many times the initial train loss counts as exploding
 
 
@@ -79,26 +82,6 @@ class History:
         if not self.rows:
             raise TrainingError("History is empty: no epoch was evaluated")
         return max(self.rows, key=lambda r: r["test_metric"])
-
-
-class ScaledReadout:
-    """A task whose loss and metric see the readout in units of the threshold (`out_v / scale`)."""
-
-    def __init__(self, task: Task, scale: float) -> None:
-        self.task, self.scale = task, float(scale)
-
-    def loss(self, out_v: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self.task.loss(out_v / self.scale, targets)
-
-    def metric(self, out_v: torch.Tensor, targets: torch.Tensor) -> float:
-        return self.task.metric(out_v / self.scale, targets)
-
-    def logits(self, out_v: torch.Tensor) -> torch.Tensor:
-        """Class scores of a classification task, from the scaled readout."""
-        return self.task.logits(out_v / self.scale)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.task, name)
 
 
 class MeteredChip:
@@ -184,41 +167,6 @@ def reseed_chip_noise(chip: Chip, seed: int, epoch: int) -> bool:
     return False
 
 
-def layer_units(profile: ChipProfile, spec: NetworkSpec) -> dict[str, float]:
-    """The natural weight unit of each layer: what a weight of 1 unit does to its target.
-
-    Hidden layers: the threshold. Readout: the threshold times `(1 − κ)(1 − α_out)`, the inverse of
-    the readout's steady-state gain (synaptic filter times leaky membrane), so that a readout
-    weight of 1 unit driven every step settles at one threshold. Init and learning rates are
-    expressed in these units, which makes the defaults work on every profile's scale.
-    A unit is at least `weight_floor · sqrt(fan_in)`, so that the initial weights (std
-    `unit / sqrt(fan_in)`) are neither all rounded to zero on a coarse grid nor buried in noise.
-    """
-    n, dt = profile.neuron, profile.timing.dt_s
-    tau_syn, tau_out, theta = n.nominal("tau_syn_s"), n.nominal("tau_out_s"), n.nominal("threshold")
-    kappa = math.exp(-dt / tau_syn) if tau_syn > 0 else 0.0
-    alpha_out = math.exp(-dt / tau_out)
-    floor = weight_floor(profile)
-    units = {}
-    for name, (fan_in, _) in spec.weight_shapes().items():
-        natural = theta * ((1.0 - kappa) * (1.0 - alpha_out) if name == "hidden_out" else 1.0)
-        units[name] = max(natural, floor * math.sqrt(fan_in))
-    return units
-
-
-def weight_floor(profile: ChipProfile) -> float:
-    """The smallest weight the chip resolves: half its grid step, or its absolute noise at w = 0."""
-    from chiploop.emulator.devices import quantization_step
-
-    noise, w_max = profile.noise, profile.weights.value_range[1]
-    prog = {
-        "gaussian_absolute": noise.programming.sigma,
-        "pcm": noise.programming.coefficients[0] / noise.programming.g_max_us * w_max,
-    }.get(noise.programming.model, 0.0)
-    read = noise.read.sigma if noise.read.model == "gaussian_absolute" else 0.0
-    return max((quantization_step(profile.weights) or 0.0) / 2, prog, read)
-
-
 def _generator(seed: int, stream: int) -> torch.Generator:
     """A torch Generator for one named stream of the run, derived from (seed, stream)."""
     state = np.random.SeedSequence([seed, stream]).generate_state(2, dtype=np.uint32)
@@ -229,11 +177,13 @@ _DATA_STREAM, _INIT_STREAM, _HARDWARE_STREAM = 1, 2, 3
 
 
 class TrainingProgress:
-    """A rich progress display (epochs x batches) and the closing summary table; inert if disabled."""
+    """A rich progress display on stderr (epochs x batches) and the closing summary table on stdout;
+    inert if disabled."""
 
     def __init__(self, epochs: int, n_batches: int, done: int, enabled: bool = True) -> None:
         self.enabled, self.n_batches = enabled, n_batches
         if enabled:
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._progress = Progress(
@@ -242,6 +192,7 @@ class TrainingProgress:
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 TextColumn("{task.fields[info]}"),
+                console=Console(stderr=True),
             )
             self._epochs = self._progress.add_task("epochs", total=epochs, completed=done, info="")
             self._batches = self._progress.add_task("batches", total=n_batches, info="")
@@ -309,36 +260,39 @@ class Trainer:
     init_scale: weights ~ N(0, (init_scale·unit)² / fan_in), clipped to the weight range.
     train_eval_size: evaluate the train metric on the first N train samples (None: all).
     epochs: default for `fit`. plots: write the PNG plots when `fit` ends.
-    out_dir: None = `runs/<profile>-<task>-<estimator>-<seed>`.
+    out_dir: None = a fresh `runs/<profile>-<task>-<estimator>-<mode>-h<hidden>-s<seed>` (`default_run_dir`).
+    overwrite: let the first `fit` replace a run already in `out_dir` (otherwise refused).
+    Defaults are `chiploop.training.defaults`, the same as `chiploop train`'s.
     """
 
     def __init__(
         self,
         profile: ChipProfile | str,
         spec: NetworkSpec | None = None,
-        estimator: GradientEstimator | str = "bptt",
-        task: Task | str = "digits",
-        mode: Literal["in_the_loop", "offline"] = "in_the_loop",
+        estimator: GradientEstimator | str = defaults.ESTIMATOR,
+        task: Task | str = defaults.TASK,
+        mode: Literal["in_the_loop", "offline"] = defaults.MODE,  # type: ignore[assignment]
         chip: Chip | None = None,
-        target: str = "emulator",
-        optimizer: Literal["adam", "sgd"] = "adam",
-        lr: float = 0.02,
-        batch_size: int = 64,
+        target: str = defaults.TARGET,
+        optimizer: Literal["adam", "sgd"] = defaults.OPTIMIZER,  # type: ignore[assignment]
+        lr: float = defaults.LR,
+        batch_size: int = defaults.BATCH_SIZE,
         rate_target: float | None = None,
         rate_reg: float | None = None,
-        seed: int = 0,
+        seed: int = defaults.SEED,
         out_dir: str | Path | None = None,
         progress: bool = True,
         *,
-        n_hidden: int = DEFAULT_HIDDEN,
+        n_hidden: int = defaults.HIDDEN,
         init_scale: float = 1.0,
         task_options: Mapping[str, Any] | None = None,
         estimator_options: Mapping[str, Any] | None = None,
         eval_batch_size: int | None = None,
         train_eval_size: int | None = None,
-        epochs: int | None = None,
+        epochs: int = defaults.EPOCHS,
         plots: bool = True,
-        lr_decay: float = 1.0,
+        lr_decay: float = defaults.LR_DECAY,
+        overwrite: bool = False,
     ) -> None:
         from chiploop.chip_profiles.loader import load_profile
 
@@ -363,6 +317,13 @@ class Trainer:
                 f"spec has n_in={self.spec.n_in}, n_out={self.spec.n_out}; task {self.task.name!r} needs "
                 f"n_in={self.task.n_in}, n_out={self.task.n_out}"
             )
+        if getattr(self.estimator, "cuts_only_recurrence", False) and not self.spec.recurrent:
+            warnings.warn(
+                f"estimator {self.estimator.name} equals bptt on a network without recurrence (it only cuts"
+                " the gradient through W_rec): train a recurrent network (--recurrent) to see a difference",
+                UserWarning,
+                stacklevel=2,
+            )
         self.mode, self.optimizer_name = mode, optimizer
         self.target = target if chip is None else f"<{type(chip).__name__} object>"
         self.lr, self.lr_decay, self.batch_size = float(lr), float(lr_decay), batch_size
@@ -370,19 +331,21 @@ class Trainer:
         self.eval_batch_size = eval_batch_size or batch_size
         self.train_eval_size = train_eval_size
         self.epochs = epochs
-        self.progress, self.plots = progress, plots
+        self.progress, self.plots, self.overwrite = progress, plots, overwrite
         self.run = RunDir(
             out_dir
             if out_dir is not None
-            else default_run_dir(self.profile.name, self.task.name, self.estimator.name, seed)
+            else default_run_dir(
+                self.profile.name, self.task.name, self.estimator.name, mode, self.spec.n_hidden, seed
+            )
         )
-        self.readout = ScaledReadout(self.task, self.profile.readout_scale)
+        self.readout = ScaledReadout.of(self.task, self.profile)
 
         from chiploop.emulator.twin import TorchTwin
 
         self.twin = TorchTwin(self.profile, self.spec, seed=seed)
         self.units = layer_units(self.profile, self.spec)
-        self._init_weights()
+        init_weights(self.twin, _generator(self.seed, _INIT_STREAM), self.init_scale)
         self.optimizer = self._make_optimizer()
         self._set_learning_rate(1)
         self._data_gen = _generator(seed, _DATA_STREAM)
@@ -394,6 +357,8 @@ class Trainer:
         self.chip = MeteredChip(chip)
         self.history = History()
         self.epoch = 0
+        self._steps = 0  # optimizer steps taken by `step` since the last epoch ended
+        self._deployed = False  # the chip holds the shadow weights (offline: deployed after changes)
         self._warned_reseed = False
 
     # ------------------------------------------------------------------ construction helpers
@@ -419,15 +384,6 @@ class Trainer:
 
         seeded = {"seed": seed} if "seed" in estimator_options(estimator) else {}
         return make_estimator(estimator, **(seeded | rate | self.estimator_options))
-
-    def _init_weights(self) -> None:
-        """N(0, (init_scale · unit)² / fan_in) per layer (see `layer_units`), clipped to the range."""
-        self.twin.init_weights(_generator(self.seed, _INIT_STREAM), scale=self.init_scale)
-        theta = self.profile.neuron.nominal("threshold")
-        with torch.no_grad():
-            for name, p in self.twin.weights.items():
-                p.mul_(self.units[name] / theta)
-        self._clip_weights()
 
     def _set_learning_rate(self, epoch: int) -> None:
         """Per-layer learning rate of `epoch` (1-based): `lr · lr_decay^(epoch−1)` in weight units."""
@@ -543,10 +499,14 @@ class Trainer:
                 stacklevel=2,
             )
         self.chip.write_weights(self.float_weights())
+        self._deployed = True
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, split: str, limit: int | None = None) -> dict[str, float]:
-        """`evaluate_on_chip` of the chip as it is now, readout in threshold units."""
+        """Loss, metric and activity of the current weights on the chip (`evaluate_on_chip`), readout
+        in threshold units; weights trained offline since the last deployment are deployed first."""
+        if not self._deployed:
+            self._program_chip(self.epoch)
         return evaluate_on_chip(self.chip, self.readout, self.spec, split, self.eval_batch_size, limit)
 
     def _evaluate_epoch(self, epoch: int, chip_runs: int) -> dict[str, float]:
@@ -563,6 +523,19 @@ class Trainer:
         }
 
     # ------------------------------------------------------------------ training
+    def step(self, batch: Batch) -> float:
+        """One optimizer step on `batch`, for notebook-style loops; returns the batch loss.
+
+        In the loop the chip runs the batch and gets the updated weights back; offline the twin
+        trains on hardware weights and `evaluate` deploys. `fit` runs whole epochs of these.
+        """
+        if self.mode == "in_the_loop" and not self._deployed:
+            self._program_chip(self.epoch)
+        reference = self.history.rows[0]["train_loss"] if self.history.rows else math.inf
+        loss, _ = self._step(batch, self.epoch + 1, self._steps, reference)
+        self._steps += 1
+        return loss
+
     def _step(self, batch: Batch, epoch: int, index: int, reference_loss: float) -> tuple[float, int]:
         """One optimizer step on `batch`; returns the step loss and the chip runs it used."""
         if self.mode == "in_the_loop":
@@ -577,6 +550,8 @@ class Trainer:
         self._clip_weights()
         if self.mode == "in_the_loop":
             self.chip.write_weights(self.float_weights())
+        else:
+            self._deployed = False
         return est.loss, int(est.chip_runs)
 
     def _check_finite(self, est: GradEstimate, epoch: int, index: int, reference_loss: float) -> None:
@@ -599,27 +574,51 @@ class Trainer:
     def fit(self, epochs: int | None = None, resume: bool = False) -> History:
         """Train until `epochs` epochs are done (counting those of a resumed run); returns History.
 
-        resume: continue from `checkpoint.pt` in the run directory. Otherwise the first `fit` of
-        this Trainer (re)initialises the directory and evaluates epoch 0 (the untrained network);
-        later calls continue where the previous one stopped.
+        resume: continue from `checkpoint.pt` in the run directory (a directory killed before its
+        first checkpoint starts afresh). Otherwise the first `fit` of this Trainer starts the run:
+        a directory that already holds one is refused unless `overwrite`; epoch 0 evaluates the
+        untrained network. Later calls continue where the previous one stopped. The run directory
+        is locked while `fit` runs: a second process writing it is refused.
         """
         epochs = self.epochs if epochs is None else epochs
         if not isinstance(epochs, int) or epochs < 0:
             raise TrainingError(f"epochs must be an int >= 0, got {epochs!r}")
-        self.epochs = epochs
-        if resume:
-            self._restore(self.run.load_checkpoint())
-        elif not self.history.rows:
-            self._start()
-        self.run.write_config(self.config())  # records the epochs asked for
-        n_batches = math.ceil(self.task.split_size("train") / self.batch_size)
-        with TrainingProgress(epochs, n_batches, self.epoch, enabled=self.progress) as bar:
-            while self.epoch < epochs:
-                self._train_epoch(self.epoch + 1, bar)
-        self._finish()
+        with claim(self.run.path, "run directory"):
+            if resume and self.run.has_checkpoint():
+                self._restore(self.run.load_checkpoint())
+                if epochs < self.epoch:
+                    raise TrainingError(
+                        f"run {self.run.path} has {self.epoch} epochs done: epochs={epochs} would train"
+                        f" none; ask for more than {self.epoch}"
+                    )
+            elif not self.history.rows:
+                self._claim_fresh(resume)
+            self.epochs = epochs
+            self.run.write_config(self.config())  # first, so the run is resumable from here on
+            if not self.history.rows:
+                self._start()
+            n_batches = math.ceil(self.task.split_size("train") / self.batch_size)
+            with TrainingProgress(epochs, n_batches, self.epoch, enabled=self.progress) as bar:
+                while self.epoch < epochs:
+                    self._train_epoch(self.epoch + 1, bar)
+            self._finish()
         if self.progress:
             TrainingProgress.print_summary(self.history, self.task.metric_name, self.run.path)
         return self.history
+
+    def _claim_fresh(self, resume: bool) -> None:
+        """Make the run directory ready for a new run: refuse to replace one unless `overwrite`
+        (or it is a `resume` of a run that never reached its first checkpoint)."""
+        held = entries(self.run.path)
+        if held and not (self.overwrite or resume):
+            raise OutputError(
+                f"run directory {self.run.path} already holds a run ({', '.join(held[:4])}"
+                f"{', ...' if len(held) > 4 else ''}): continue it with --resume, replace it with "
+                "--overwrite, or choose another --out"
+            )
+        for name in held:
+            path = self.run.file(name)
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
     def _start(self) -> None:
         start = time.perf_counter()
@@ -649,7 +648,7 @@ class Trainer:
         row = self._evaluate_epoch(epoch, chip_runs)
         self.history.rows.append(row)
         self.history.timing.append(self._timing(epoch, start, chip_s))
-        self.epoch = epoch
+        self.epoch, self._steps = epoch, 0
         self.run.append_row(METRICS, METRIC_COLUMNS, row)
         self.run.append_row(TIMING, TIMING_COLUMNS, self.history.timing[-1])
         self._save_checkpoint()

@@ -3,11 +3,14 @@ on the chip, weight histograms before and after the chip's quantization and nois
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from chiploop.outdir import atomic_write_bytes
 
 if TYPE_CHECKING:
     from chiploop.training.loop import Trainer
@@ -28,6 +31,15 @@ def pyplot():  # noqa: ANN201 - the matplotlib.pyplot module
     return plt
 
 
+def save_figure(fig: Any, path: Path, dpi: int = 100) -> Path:
+    """Write `fig` as PNG to `path` atomically (a full disk: one OutputError, no torn file); close it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png")
+    pyplot().close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
 def plot_learning_curves(rows: Sequence[Mapping[str, float]], metric_name: str, path: Path) -> None:
     """Train/test loss and metric per epoch (all measured on the chip)."""
     plt = pyplot()
@@ -40,8 +52,7 @@ def plot_learning_curves(rows: Sequence[Mapping[str, float]], metric_name: str, 
     ax_metric.set(xlabel="epoch", ylabel=metric_name, title=f"{metric_name} on the chip")
     ax_metric.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_raster(inputs: np.ndarray, hidden: np.ndarray, out_v: np.ndarray, path: Path) -> None:
@@ -56,8 +67,7 @@ def plot_raster(inputs: np.ndarray, hidden: np.ndarray, out_v: np.ndarray, path:
     axes[2].set(xlabel="step", ylabel="readout v")
     axes[0].set_title("a test sample on the chip")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_weights(shadow: Mapping[str, np.ndarray], on_chip: Mapping[str, np.ndarray], path: Path) -> None:
@@ -73,8 +83,7 @@ def plot_weights(shadow: Mapping[str, np.ndarray], on_chip: Mapping[str, np.ndar
         ax.set(title=name, xlabel="weight")
     axes[0][0].legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_plots(trainer: Trainer) -> list[Path]:
@@ -83,7 +92,6 @@ def write_plots(trainer: Trainer) -> list[Path]:
     The raster comes from one more chip run on the first test batch (weights already on the chip).
     """
     out = trainer.run.path
-    out.mkdir(parents=True, exist_ok=True)
     plot_learning_curves(trainer.history.rows, trainer.task.metric_name, out / CURVES)
     batch = next(iter(trainer.task.batches("test", trainer.eval_batch_size)))
     x = np.zeros((trainer.eval_batch_size, *batch.inputs.shape[1:]), np.uint8)

@@ -1,15 +1,17 @@
 """A training run on disk: config.yaml, metrics.csv, timing.csv, checkpoint.pt, summary.json.
 
 `metrics.csv` holds only what the run computed (deterministic for a seed, byte for byte); wall-clock
-times go to `timing.csv`. The checkpoint is written atomically (temporary file + `os.replace`) and
-holds only tensors and plain Python values, so it loads with `torch.load(weights_only=True)`.
+times go to `timing.csv`. Every file but the appended CSV rows is written atomically (temporary file
++ `os.replace`), so a failed write (disk full, read-only) leaves the last good file and no temporary
+behind, and is one `OutputError`. The checkpoint holds only tensors and plain Python values, so it
+loads with `torch.load(weights_only=True)`.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import torch
 import yaml
 
 from chiploop.errors import TrainingError
+from chiploop.outdir import atomic_write_bytes, entries, write_guard
 
 CONFIG = "config.yaml"
 METRICS = "metrics.csv"
@@ -39,9 +42,17 @@ CHECKPOINT_FORMAT = 1
 _CHECKPOINT_KEYS = ("format", "epoch", "weights", "optimizer", "rng", "history", "timing")
 
 
-def default_run_dir(profile: str, task: str, estimator: str, seed: int, root: str | Path = "runs") -> Path:
-    """`runs/<profile>-<task>-<estimator>-<seed>`."""
-    return Path(root) / f"{profile}-{task}-{estimator}-{seed}"
+def default_run_dir(
+    profile: str, task: str, estimator: str, mode: str, n_hidden: int, seed: int, root: str | Path = "runs"
+) -> Path:
+    """`runs/<profile>-<task>-<estimator>-<mode>-h<hidden>-s<seed>`, with `-2`, `-3`, ... appended
+    when that directory already holds a run (runs that differ otherwise never share a directory)."""
+    base = Path(root) / f"{profile}-{task}-{estimator}-{mode}-h{n_hidden}-s{seed}"
+    path, n = base, 1
+    while entries(path):
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 def format_value(value: Any) -> str:
@@ -62,11 +73,15 @@ class RunDir:
     def file(self, name: str) -> Path:
         return self.path / name
 
+    def _make(self) -> None:
+        with write_guard(self.path):
+            self.path.mkdir(parents=True, exist_ok=True)
+
     # config ---------------------------------------------------------------------------------------
     def write_config(self, config: Mapping[str, Any]) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        self._make()
         text = yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True)
-        _atomic_write_text(self.file(CONFIG), text)
+        atomic_write_bytes(self.file(CONFIG), text.encode())
 
     def read_config(self) -> dict[str, Any]:
         path = self.file(CONFIG)
@@ -83,12 +98,13 @@ class RunDir:
     # metrics and timing ---------------------------------------------------------------------------
     def write_rows(self, name: str, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
         """(Re)write a whole CSV table; used at start and on resume."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        self._make()
         lines = [",".join(columns)] + [",".join(format_value(row[c]) for c in columns) for row in rows]
-        _atomic_write_text(self.file(name), "\n".join(lines) + "\n")
+        atomic_write_bytes(self.file(name), ("\n".join(lines) + "\n").encode())
 
     def append_row(self, name: str, columns: Sequence[str], row: Mapping[str, Any]) -> None:
-        with self.file(name).open("a") as fh:
+        """Append one row (a resume rewrites the table from the checkpoint, mending a torn last line)."""
+        with write_guard(self.file(name)), self.file(name).open("a") as fh:
             fh.write(",".join(format_value(row[c]) for c in columns) + "\n")
 
     def read_rows(self, name: str) -> list[dict[str, float]]:
@@ -105,14 +121,10 @@ class RunDir:
         missing = [k for k in _CHECKPOINT_KEYS if k not in state]
         if missing:
             raise TrainingError(f"checkpoint state lacks {missing}; expected keys {list(_CHECKPOINT_KEYS)}")
-        self.path.mkdir(parents=True, exist_ok=True)
-        target = self.file(CHECKPOINT)
-        tmp = target.with_name(f".{CHECKPOINT}.tmp-{os.getpid()}")
-        with tmp.open("wb") as fh:
-            torch.save(dict(state), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        self._make()
+        buffer = io.BytesIO()
+        torch.save(dict(state), buffer)
+        atomic_write_bytes(self.file(CHECKPOINT), buffer.getvalue())
 
     def has_checkpoint(self) -> bool:
         return self.file(CHECKPOINT).is_file()
@@ -146,14 +158,9 @@ class RunDir:
 
     # summary --------------------------------------------------------------------------------------
     def write_summary(self, summary: Mapping[str, Any]) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(self.file(SUMMARY), json.dumps(dict(summary), indent=2, sort_keys=True) + "\n")
+        self._make()
+        text = json.dumps(dict(summary), indent=2, sort_keys=True) + "\n"
+        atomic_write_bytes(self.file(SUMMARY), text.encode())
 
     def read_summary(self) -> dict[str, Any]:
         return json.loads(self.file(SUMMARY).read_text())
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -1,4 +1,6 @@
-"""PNG figures of a sweep's results.csv: metric vs swept value, heatmap, bias vs variance, λ_max vs gap."""
+"""PNG figures of a sweep: metric vs swept value and heatmap (results.csv), bias vs variance and
+λ_max vs gap (per model: models.csv of a deploy sweep, results.csv of a train sweep). Each figure is
+written atomically; a failed write is one OutputError."""
 
 from __future__ import annotations
 
@@ -8,7 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from chiploop.training.plots import pyplot
+from chiploop.training.plots import pyplot, save_figure
+
+# Every file `write_sweep_plots` may write (glob patterns): `--overwrite` deletes these.
+PLOT_FILES = ("metric_vs_*.png", "heatmap_*.png", "bias_vs_variance.png", "lambda_max_vs_gap.png")
+DPI = 120
 
 
 def _rows(results: Path) -> list[dict[str, str]]:
@@ -59,9 +65,7 @@ def plot_metric_vs_value(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=DPI)
 
 
 def plot_heatmap(
@@ -91,9 +95,7 @@ def plot_heatmap(
     ax.set_title(f"{metric} ({estimator})")
     fig.colorbar(im, ax=ax, label=metric)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=DPI)
 
 
 def _log_axis(set_scale, values: list[float]) -> None:  # noqa: ANN001 - an Axes.set_?scale method
@@ -122,24 +124,24 @@ def _scatter(results: Path, xcol: str, ycol: str, out: Path, title: str, logx: b
     ax.grid(alpha=0.3)
     ax.legend(title="estimator")
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=DPI)
 
 
-def plot_bias_variance(results: Path, out: Path) -> Path:
-    """Bias norm against variance of each estimator at the trained weights."""
-    return _scatter(results, "variance", "bias_norm", out, "gradient bias vs variance (vs bptt)", True, True)
+def plot_bias_variance(models: Path, out: Path) -> Path:
+    """Bias norm against variance of each estimator at the trained weights (one point per model)."""
+    return _scatter(models, "variance", "bias_norm", out, "gradient bias vs variance (vs bptt)", True, True)
 
 
-def plot_curvature_vs_gap(results: Path, out: Path) -> Path:
-    """Leading Hessian eigenvalue against generalization gap."""
-    return _scatter(results, "lambda_max", "gen_gap", out, "λ_max vs generalization gap", True, False)
+def plot_curvature_vs_gap(models: Path, out: Path) -> Path:
+    """Leading Hessian eigenvalue against generalization gap (one point per model)."""
+    return _scatter(models, "lambda_max", "gen_gap", out, "λ_max vs generalization gap", True, False)
 
 
-def write_sweep_plots(results: Path, fields: Sequence[str]) -> list[Path]:
-    """Every figure that fits the swept fields; returns their paths."""
+def write_sweep_plots(results: Path, fields: Sequence[str], models: Path | None = None) -> list[Path]:
+    """Every figure that fits the swept fields; returns their paths. `models`: the table of the
+    trained models when it is not results.csv (deploy sweeps)."""
     out_dir = results.parent
+    models = results if models is None else models
     paths = [
         plot_metric_vs_value(results, f, out_dir / f"metric_vs_{f}.png", others=[o for o in fields if o != f])
         for f in fields
@@ -147,6 +149,6 @@ def write_sweep_plots(results: Path, fields: Sequence[str]) -> list[Path]:
     if len(fields) == 2:
         for est in sorted({r["estimator"] for r in _rows(results)}):
             paths.append(plot_heatmap(results, fields, est, out_dir / f"heatmap_{est}.png"))
-    paths.append(plot_bias_variance(results, out_dir / "bias_vs_variance.png"))
-    paths.append(plot_curvature_vs_gap(results, out_dir / "lambda_max_vs_gap.png"))
+    paths.append(plot_bias_variance(models, out_dir / "bias_vs_variance.png"))
+    paths.append(plot_curvature_vs_gap(models, out_dir / "lambda_max_vs_gap.png"))
     return paths

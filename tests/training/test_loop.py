@@ -19,8 +19,9 @@ from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.twin import TorchTwin
 from chiploop.errors import TrainingError
 from chiploop.training.estimators import BPTT, GradEstimate, make_estimator
-from chiploop.training.loop import MeteredChip, Trainer, layer_units, reseed_chip_noise, weight_floor
+from chiploop.training.loop import MeteredChip, Trainer, reseed_chip_noise
 from chiploop.training.runs import CHECKPOINT, METRICS, RunDir
+from chiploop.training.units import layer_units, weight_floor
 
 SPEC = NetworkSpec(64, 24, 10)
 SMALL = dict(batch_size=256, train_eval_size=256, progress=False, lr=0.02, plots=False)

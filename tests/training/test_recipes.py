@@ -15,12 +15,13 @@ from typer.testing import CliRunner
 
 from chiploop.cli import app as root_app
 from chiploop.errors import TrainingError
-from chiploop.training.recipes import RECIPES, run_recipe
+from chiploop.training.recipes import RECIPES, recipe, run_recipe
 from chiploop.training.recipes.common import loglog_slope, md_table, scaled, spearman, write_csv
 
 
 def test_registry_holds_the_five_recipes_in_order():
     assert list(RECIPES) == ["christensen2024", "ghosh2023", "bellec2020", "liu2022", "cramer2022"]
+    assert [recipe(name).NAME for name in RECIPES] == list(RECIPES)
 
 
 def test_unknown_recipe_names_the_valid_ones(tmp_path):

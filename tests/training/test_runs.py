@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -34,8 +35,19 @@ def _state(epoch: int = 3) -> dict:
     }
 
 
-def test_default_run_dir() -> None:
-    assert str(default_run_dir("loihi2", "digits", "bptt", 3)) == os.path.join("runs", "loihi2-digits-bptt-3")
+def test_default_run_dir_names_what_distinguishes_runs_and_never_reuses_one(tmp_path: Path) -> None:
+    def name(mode: str = "offline", hidden: int = 128) -> str:
+        return default_run_dir("pcm_crossbar", "digits", "bptt", mode, hidden, 0, root=tmp_path).name
+
+    assert name() == "pcm_crossbar-digits-bptt-offline-h128-s0"
+    assert name("in_the_loop") != name() and name(hidden=64) != name()
+    (tmp_path / name()).mkdir()
+    assert name() == "pcm_crossbar-digits-bptt-offline-h128-s0", "an empty directory is free to use"
+    (tmp_path / name() / "config.yaml").write_text("x: 1\n")
+    assert name() == "pcm_crossbar-digits-bptt-offline-h128-s0-2"
+    (tmp_path / name()).mkdir()
+    (tmp_path / name() / ".lock").write_text("")
+    assert name() == "pcm_crossbar-digits-bptt-offline-h128-s0-2", "a lock file alone holds no run"
 
 
 def test_config_round_trip(tmp_path) -> None:

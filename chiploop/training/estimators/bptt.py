@@ -49,7 +49,10 @@ class CreditEstimator(Estimator):
 
     With a chip, forward values come from the chip and `unroll` replays them; without one, `unroll`
     computes them itself (identical to the twin's forward). The backward follows `self.credit(model)`.
+    `cuts_only_recurrence`: the cut touches nothing but W_rec, so without recurrence this is BPTT.
     """
+
+    cuts_only_recurrence: bool = False
 
     @abstractmethod
     def credit(self, model: TorchTwin) -> Credit:

@@ -54,6 +54,7 @@ class EProp(CreditEstimator):
     """e-prop with symmetric feedback B = W_outᵀ."""
 
     name = "eprop"
+    cuts_only_recurrence = True
 
     def credit(self, model: TorchTwin) -> Credit:
         return Credit(recurrent="none")
@@ -76,6 +77,7 @@ class SnAp1(CreditEstimator):
     """SnAp-1: only diag(W_rec) carries gradient through time across the recurrence."""
 
     name = "snap1"
+    cuts_only_recurrence = True
 
     def credit(self, model: TorchTwin) -> Credit:
         return Credit(recurrent="diag")

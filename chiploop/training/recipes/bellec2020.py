@@ -22,10 +22,10 @@ from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.twin import TorchTwin
 from chiploop.training.estimators import make_estimator
 from chiploop.training.loop import Trainer
+from chiploop.training.plots import pyplot
 from chiploop.training.recipes.common import (
     RecipeResult,
     md_table,
-    pyplot,
     save,
     scaled,
     single_thread,
@@ -92,6 +92,8 @@ def _train(
         mode="offline",
         chip=chip,
         lr=lr,
+        lr_decay=1.0,  # the recipe's calibration: a constant rate
+        overwrite=True,  # a re-run of the recipe recomputes its runs
         batch_size=batch_size,
         seed=seed,
         out_dir=out_dir / "runs" / name,

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 
 from chiploop.training.estimators.stdp_sgd import stdp_sgd_displacement
+from chiploop.training.plots import pyplot
 from chiploop.training.recipes.common import (
     RecipeResult,
     generator,
     loglog_slope,
     md_table,
-    pyplot,
     save,
     scaled,
     steps,

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from chiploop.training.recipes import RECIPES, RecipeResult, run_recipe
+from chiploop.training.recipes import RECIPES, claim, run_recipe
+
+if TYPE_CHECKING:
+    from chiploop.training.recipes.common import RecipeResult
 
 app = typer.Typer(
     help="Reproduce the research behind chiploop: results.csv, figures and REPORT.md per recipe.",
@@ -46,7 +50,7 @@ def _command(name: str) -> Callable[..., None]:
         target = out if out is not None else Path("reproductions") / name
         _summary(run_recipe(name, target, quick, seed, progress, scale), target)
 
-    command.__doc__ = (RECIPES[name].__doc__ or name).strip().splitlines()[0]
+    command.__doc__ = claim(name)
     return command
 
 
@@ -60,8 +64,8 @@ def list_recipes() -> None:
     table = Table(title="recipes (chiploop reproduce NAME [--quick] [--out DIR])")
     table.add_column("name")
     table.add_column("reproduces")
-    for name, module in RECIPES.items():
-        table.add_row(name, (module.__doc__ or "").strip().splitlines()[0])
+    for name in RECIPES:
+        table.add_row(name, claim(name))
     console.print(table)
 
 

@@ -21,9 +21,9 @@ from chiploop.chip_profiles.model import ChipProfile
 from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.twin import TorchTwin
 from chiploop.errors import TrainingError
-from chiploop.training.loop import layer_units
-from chiploop.training.plots import pyplot
+from chiploop.training.plots import save_figure
 from chiploop.training.tasks import Batch
+from chiploop.training.units import layer_units
 
 
 @dataclass
@@ -107,9 +107,7 @@ def write_report(
 def save(fig: Any, path: Path) -> Path:
     """Save a figure as PNG (tight layout, 120 dpi) and close it."""
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    pyplot().close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def loglog_slope(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:

@@ -21,11 +21,11 @@ from chiploop.chip_profiles import load_profile
 from chiploop.chip_profiles.model import ChipProfile
 from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.targets import open_chip
-from chiploop.training.loop import ScaledReadout, Trainer, evaluate_on_chip
+from chiploop.training.loop import Trainer, evaluate_on_chip
+from chiploop.training.plots import pyplot
 from chiploop.training.recipes.common import (
     RecipeResult,
     md_table,
-    pyplot,
     save,
     scaled,
     single_thread,
@@ -34,6 +34,7 @@ from chiploop.training.recipes.common import (
     write_report,
 )
 from chiploop.training.tasks import make_task
+from chiploop.training.units import ScaledReadout
 
 NAME = "cramer2022"
 TARGET = "twin"  # the Chip backend; "emulator" runs the same recipe on Brian2 (slower)
@@ -61,6 +62,8 @@ def _trainer(profile, spec, task, mode, chip, epochs, seed, out_dir) -> Trainer:
         mode=mode,
         chip=chip,
         lr=LR,
+        lr_decay=1.0,  # the recipe's calibration: a constant rate
+        overwrite=True,  # a re-run of the recipe recomputes its runs
         batch_size=BATCH,
         seed=seed,
         out_dir=out_dir,

@@ -26,11 +26,11 @@ from chiploop.chip_profiles import load_profile
 from chiploop.emulator.network import NetworkSpec
 from chiploop.training.curvature import hessian_top_eigenvalue, hessian_trace
 from chiploop.training.estimators import make_estimator
+from chiploop.training.plots import pyplot
 from chiploop.training.recipes.common import (
     RecipeResult,
     generator,
     md_table,
-    pyplot,
     save,
     scaled,
     single_thread,
