@@ -295,6 +295,26 @@ def test_feedback_replacement(task, batch):
         assert_grads_close(again.grads, est.grads, rtol=0, atol=0)  # seeded, fixed feedback
 
 
+
+@pytest.mark.parametrize("profile", ["ideal", "loihi2", "pcm_crossbar"])
+def test_random_feedback_has_the_scale_of_the_readout_it_replaces(profile):
+    """B is drawn like the Trainer draws W_out (in the readout's units), so a random-feedback
+    estimator's hidden gradients are of bptt's size: not a hidden change of learning rate."""
+    from chiploop.chip_profiles import load_profile
+    from chiploop.training.units import ScaledReadout, init_weights
+
+    digits = make_task("digits", seed=0)
+    twin = TorchTwin(load_profile(profile), NetworkSpec(digits.n_in, 64, digits.n_out), dtype=torch.float64)
+    init_weights(twin, torch.Generator().manual_seed(0))
+    b = make_estimator("eprop_random").feedback.matrix(twin)
+    assert 0.7 < float(b.norm() / twin.weights["hidden_out"].norm()) < 1.4
+    task, batch = ScaledReadout.of(digits, twin.profile), next(digits.batches("train", 32))
+    symmetric = make_estimator("eprop").estimate(twin, batch, task).grads["in_hidden"].norm()
+    for name in ("eprop_random", "feedback_alignment"):
+        random = make_estimator(name).estimate(twin, batch, task).grads["in_hidden"].norm()
+        assert 1 / 3 < float(random / symmetric) < 3, name
+
+
 # ------------------------------------------------------------------ in the loop (twin's Chip role as chip)
 def chip_for(twin):
     chip = TorchTwin(twin.profile, twin.spec, seed=1)

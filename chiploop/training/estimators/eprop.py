@@ -20,6 +20,7 @@ from torch import Tensor
 
 from chiploop.training.estimators.bptt import CreditEstimator
 from chiploop.training.estimators.unroll import Credit
+from chiploop.training.units import layer_units
 
 if TYPE_CHECKING:
     from chiploop.emulator.twin import TorchTwin
@@ -28,7 +29,9 @@ if TYPE_CHECKING:
 class RandomFeedback:
     """A fixed random feedback matrix B `[H, O]` per shape, N(0, 1)·scale/sqrt(H), from `seed`.
 
-    `scale` None: the profile's threshold (the scale `TorchTwin.init_weights` gives W_out).
+    `scale` None: the readout's weight unit (`layer_units`), so that B is drawn like the Trainer
+    draws W_out and the hidden layer's gradients keep bptt's size (a B larger than W_out would act
+    as a larger learning rate of the hidden layers).
     """
 
     def __init__(self, seed: int = 0, scale: float | None = None) -> None:
@@ -39,7 +42,7 @@ class RandomFeedback:
         w_out = model.weights["hidden_out"]
         key = (*w_out.shape, w_out.dtype)
         if key not in self._cache:
-            scale = model.profile.neuron.nominal("threshold") if self.scale is None else self.scale
+            scale = layer_units(model.profile, model.spec)["hidden_out"] if self.scale is None else self.scale
             gen = torch.Generator().manual_seed(self.seed)
             b = (
                 torch.randn(tuple(w_out.shape), generator=gen, dtype=torch.float64)
