@@ -1,4 +1,4 @@
-"""STDP as stochastic gradient descent (Christensen & Kallsen; SCIENCE.md §4).
+"""STDP as stochastic gradient descent (Christensen & Kallsen; docs/science.md §4).
 
 The zero-order local rule Z ← Z − (α/n)·[ℓ(Z + U) − ℓ(Z − U)]·U, U ~ Unif[−A, A]^d, applied n
 times in sequence to one learning opportunity (here: one batch, ℓ its objective). Its expected

@@ -1,4 +1,4 @@
-"""e-prop (Bellec et al., Nat. Commun. 2020; SCIENCE.md §3): three checks on the product's estimators.
+"""e-prop (Bellec et al., Nat. Commun. 2020; docs/science.md §3): three checks on the product's estimators.
 
 1. Factorisation: with no recurrent weights and symmetric feedback (B = W_outᵀ) the `eprop`
    estimator's gradient equals the `bptt` (autograd) gradient to machine precision (float64); with
@@ -211,6 +211,7 @@ def _report(out_dir, rows, quick, seed, evidence, ev_epochs, pat_epochs) -> Reci
             + ". The networks and training budgets are far smaller "
             "than the paper's (100 neurons, minutes of CPU); see the learning curves.",
             figs,
+            indicative=quick,
         )
     )
     return RecipeResult(NAME, rows, trends, numbers, files)

@@ -1,4 +1,4 @@
-"""STDP as SGD (Christensen & Kallsen; SCIENCE.md §4): the local rule's path vs the gradient flow.
+"""STDP as SGD (Christensen & Kallsen; docs/science.md §4): the local rule's path vs the gradient flow.
 
 Setting: linear regression L(Z) = ½·mean((XZ − y)²) with m = 4d samples (a quadratic whose
 spectrum does not depend on d), started at ‖Z₀ − Z*‖ = 1. Each learning opportunity k = 1..K is
@@ -133,6 +133,7 @@ def run(out_dir: Path, quick: bool, seed: int, progress: bool, scale: float = 1.
                 "opportunity ends only and the repeats are few, so the fitted slopes are noisy."
             ),
             [figure],
+            indicative=quick,
         )
     )
     return RecipeResult(NAME, rows, trends, numbers, files)

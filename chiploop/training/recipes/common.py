@@ -80,8 +80,12 @@ def write_report(
     trends: Mapping[str, bool],
     verdict: str,
     figures: Sequence[Path] = (),
+    indicative: bool = False,
 ) -> Path:
-    """REPORT.md: claim, setup, measured numbers, each trend with agrees / does not agree, verdict."""
+    """REPORT.md: claim, setup, measured numbers, each trend with agrees / does not agree, verdict.
+
+    indicative: a reduced-scale run, too small to refute a trend: one it does not show is reported
+    as not seen at this scale, not as disagreeing."""
     lines = [
         f"# {title}",
         "",
@@ -96,7 +100,8 @@ def write_report(
         "",
         "## Trends",
     ]
-    lines += [f"- {name}: **{'agrees' if ok else 'does NOT agree'}**" for name, ok in trends.items()]
+    missing = "not seen at this reduced scale (the full run decides)" if indicative else "does NOT agree"
+    lines += [f"- {name}: **{'agrees' if ok else missing}**" for name, ok in trends.items()]
     lines += ["", "## Verdict", verdict.strip(), ""]
     if figures:
         lines += ["## Figures"] + [f"![{p.stem}]({p.name})" for p in figures] + [""]

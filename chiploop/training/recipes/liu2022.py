@@ -1,4 +1,4 @@
-"""Curvature of bio-plausible temporal credit assignment (Liu et al., NeurIPS 2022; SCIENCE.md §2).
+"""Curvature of bio-plausible temporal credit assignment (Liu et al., NeurIPS 2022; docs/science.md §2).
 
 The `integration` task (noisy evidence, report the sign over the last 5 steps), a recurrent
 network of 32 LIF neurons (TorchTwin, `ideal` profile), trained with bptt, eprop, eprop_random
@@ -194,6 +194,7 @@ def _report(out_dir, rows, quick, seed, n_train, n_test, seeds, target, max_epoc
                 else ""
             ),
             figs,
+            indicative=quick,
         )
     )
     return RecipeResult(NAME, rows, trends, numbers, files)
