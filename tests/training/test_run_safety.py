@@ -129,7 +129,8 @@ def test_ctrl_c_says_what_was_saved_and_the_run_resumes(tmp_path: Path) -> None:
     cmd = [*CHIPLOOP, "train", *FAST, "--task-option", "n_train=4096", "--out", str(out), "--epochs", "50"]
     proc = subprocess.Popen([*cmd, *QUIET], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not (out / METRICS).exists() or len((out / METRICS).read_text().splitlines()) < 3:
+    # the row of epoch 2 is written after the checkpoint of epoch 1: from then on epoch >= 1 is saved
+    while not (out / METRICS).exists() or len((out / METRICS).read_text().splitlines()) < 4:
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
