@@ -295,7 +295,6 @@ def test_feedback_replacement(task, batch):
         assert_grads_close(again.grads, est.grads, rtol=0, atol=0)  # seeded, fixed feedback
 
 
-
 @pytest.mark.parametrize("profile", ["ideal", "loihi2", "pcm_crossbar"])
 def test_random_feedback_has_the_scale_of_the_readout_it_replaces(profile):
     """B is drawn like the Trainer draws W_out (in the readout's units), so a random-feedback
@@ -460,6 +459,84 @@ def test_noisy_oracle_fresh_noise_measured_over_many_draws(task, batch):
     assert measured_bias == pytest.approx(bias, rel=0.05)
     variance = float(((err - err.mean(0)) ** 2).sum(1).mean())
     assert variance == pytest.approx(sigma**2, rel=0.05)
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_noisy_oracle_in_layer_units_is_isotropic_after_dividing_by_each_unit(relative, task, batch):
+    from chiploop.training.units import layer_units
+
+    twin = make_twin(recurrent=True)
+    units = layer_units(twin.profile, twin.spec)
+    assert len(set(units.values())) > 1  # the readout unit differs: the frame matters
+    g = exact(twin, batch, task).grads
+    scale = float(torch.cat([(g[k] / units[k]).reshape(-1) for k in g]).norm()) if relative else 1.0
+    sigma, repeats = 0.05, 4
+    oracle = make_estimator(
+        "noisy_oracle", sigma=sigma, relative=relative, repeats=repeats, frame="units", seed=2
+    )
+    eps = [{k: v - g[k] for k, v in oracle.estimate(twin, batch, task).grads.items()} for _ in range(repeats)]
+    in_units = torch.stack([torch.cat([(e[k] / units[k]).reshape(-1) for k in g]) for e in eps])
+    torch.testing.assert_close(
+        in_units.norm(dim=1), torch.full((repeats,), sigma * scale, dtype=torch.float64)
+    )
+    torch.testing.assert_close(in_units.sum(0), torch.zeros_like(in_units[0]), rtol=0, atol=1e-9 * scale)
+    raw = torch.stack([flat(e) for e in eps])
+    assert not torch.allclose(raw.norm(dim=1), torch.full((repeats,), sigma * scale, dtype=torch.float64))
+
+
+def test_noisy_oracle_units_frame_shares_the_noise_by_synapse_count(task, batch):
+    """Fresh draws: E‖ε_l/unit_l‖² = σ²·N_l/N per layer (isotropy in units), not a fixed split."""
+    from chiploop.training.units import layer_units
+
+    twin = make_twin(recurrent=True)
+    units = layer_units(twin.profile, twin.spec)
+    g = exact(twin, batch, task).grads
+    n = sum(v.numel() for v in g.values())
+    sigma, draws = 0.3, 300
+    oracle = make_estimator("noisy_oracle", sigma=sigma, frame="units", zero_sum=False, seed=3)
+    shares = {k: [] for k in g}
+    for _ in range(draws):
+        est = oracle.estimate(twin, batch, task).grads
+        for k in g:
+            shares[k].append(float(((est[k] - g[k]) / units[k]).norm() ** 2) / sigma**2)
+    for k in g:
+        assert np.mean(shares[k]) == pytest.approx(g[k].numel() / n, rel=0.15)
+        assert np.std(shares[k]) > 0  # a random split, not a fixed one
+
+
+def test_noisy_oracle_layers_restricts_the_noise_and_keeps_the_cycle(task, batch):
+    twin = make_twin(recurrent=True)
+    g = exact(twin, batch, task).grads
+    bias, sigma, repeats = 0.01, 0.05, 3
+    oracle = make_estimator(
+        "noisy_oracle", bias=bias, sigma=sigma, repeats=repeats, layers=("in_hidden",), seed=5
+    )
+    eps = [oracle.estimate(twin, batch, task).grads for _ in range(repeats)]
+    for e in eps:
+        for k in ("hidden_hidden", "hidden_out"):
+            torch.testing.assert_close(e[k], g[k] - bias, rtol=0, atol=1e-15)
+        assert float((e["in_hidden"] - g["in_hidden"] + bias).norm()) == pytest.approx(sigma, rel=1e-12)
+    total = sum(e["in_hidden"] - g["in_hidden"] + bias for e in eps)
+    torch.testing.assert_close(total, torch.zeros_like(total), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"frame": "chip"}, "frame must be"),
+        ({"layers": "in_hidden"}, "layers must be"),
+        ({"layers": ()}, "layers must be"),
+    ],
+)
+def test_noisy_oracle_rejects_bad_noise_placement(options, match):
+    with pytest.raises(TrainingError, match=match):
+        make_estimator("noisy_oracle", sigma=0.1, **options)
+
+
+def test_noisy_oracle_names_an_unknown_layer(task, batch):
+    oracle = make_estimator("noisy_oracle", sigma=0.1, layers=("in_hidden_2",))
+    with pytest.raises(TrainingError, match="unknown layer.*in_hidden_2"):
+        oracle.estimate(make_twin(), batch, task)
 
 
 def test_zero_sum_directions_are_unit_and_cancel():

@@ -8,10 +8,16 @@
   sphere), used by R consecutive calls — meant to be R repeats from the same weights, so the
   first-order sampling error cancels. Otherwise every call draws a fresh direction.
 `relative` applies to both bias and variance.
+- where the noise goes: `layers` (names, default all) restricts ε to those layers (N counts their
+  synapses only); `frame="units"` draws ε isotropic in each layer's own units (`layer_units`):
+  ε_l = unit_l·ε̃_l with ε̃ as above over the noisy layers, so σ is a norm in units, E[εεᵀ] =
+  (σ²/N)·diag(unit²) and the expected harm is (η²σ²/2)·Σ_l unit_l²·tr(H_ll)/N; with `relative`
+  the scale is ‖g‖ measured in the same units (‖g_l/unit_l‖). Bias is always in raw coordinates.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -22,6 +28,7 @@ from chiploop.errors import TrainingError
 from chiploop.training.estimators.base import Estimator, GradEstimate, Weights
 from chiploop.training.estimators.bptt import BPTT
 from chiploop.training.tasks import Batch, Task
+from chiploop.training.units import layer_units
 
 if TYPE_CHECKING:
     from chiploop.emulator.twin import TorchTwin
@@ -48,7 +55,7 @@ def random_direction(dim: int, generator: torch.Generator, dtype: torch.dtype) -
 
 
 class NoisyOracle(Estimator):
-    """bptt gradient + bias `bias` + noise of norm `sigma` (see module doc), seeded."""
+    """bptt gradient + bias `bias` + noise of norm `sigma` on `layers` in `frame` (module doc), seeded."""
 
     name = "noisy_oracle"
 
@@ -60,11 +67,19 @@ class NoisyOracle(Estimator):
         repeats: int = 1,
         zero_sum: bool = True,
         seed: int = 0,
+        layers: Sequence[str] | None = None,
+        frame: str = "raw",
         **base: float,
     ) -> None:
         super().__init__(**base)
         if sigma < 0:
             raise TrainingError(f"noisy_oracle: sigma must be >= 0, got {sigma!r}")
+        if frame not in ("raw", "units"):
+            raise TrainingError(f"noisy_oracle: frame must be 'raw' or 'units', got {frame!r}")
+        if layers is not None and (isinstance(layers, str) or not layers):
+            raise TrainingError(f"noisy_oracle: layers must be a non-empty sequence of names, got {layers!r}")
+        self.layers = None if layers is None else tuple(layers)
+        self.frame = frame
         if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
             raise TrainingError(f"noisy_oracle: repeats must be a positive int, got {repeats!r}")
         self.bias, self.sigma, self.relative = float(bias), float(sigma), bool(relative)
@@ -93,12 +108,30 @@ class NoisyOracle(Estimator):
         names = list(exact.grads)
         flat = torch.cat([exact.grads[k].reshape(-1) for k in names])
         scale = float(flat.norm()) if self.relative else 1.0
-        noisy = flat - self.bias * scale
+        grads = {k: g - self.bias * scale for k, g in exact.grads.items()}
         if self.sigma:
-            noisy = noisy + self.sigma * scale * self._direction(flat.numel(), flat.dtype)
-        grads, start = {}, 0
-        for k in names:
-            n = exact.grads[k].numel()
-            grads[k] = noisy[start : start + n].reshape(exact.grads[k].shape)
-            start += n
+            noisy = self._noisy_layers(names)
+            units = self._units(model, noisy)
+            if self.relative:
+                scale = float(torch.cat([exact.grads[k].reshape(-1) / units[k] for k in noisy]).norm())
+            dim = sum(exact.grads[k].numel() for k in noisy)
+            eps, start = self.sigma * scale * self._direction(dim, flat.dtype), 0
+            for k in noisy:
+                n = exact.grads[k].numel()
+                grads[k] = grads[k] + units[k] * eps[start : start + n].reshape(exact.grads[k].shape)
+                start += n
         return GradEstimate(exact.loss, grads, exact.chip_runs)
+
+    def _noisy_layers(self, names: list[str]) -> list[str]:
+        if self.layers is None:
+            return names
+        unknown = sorted(set(self.layers) - set(names))
+        if unknown:
+            raise TrainingError(f"noisy_oracle: unknown layer(s) {unknown}; the model has {names}")
+        return [k for k in names if k in self.layers]
+
+    def _units(self, model: TorchTwin, names: list[str]) -> dict[str, float]:
+        if self.frame == "raw":
+            return dict.fromkeys(names, 1.0)
+        units = layer_units(model.profile, model.spec)
+        return {k: units[k] for k in names}
