@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from chiploop.chip.rules import Rules
+from chiploop.chip.rules import Rules, spiking_only
 from chiploop.chip_profiles.model import ChipProfile
 from chiploop.emulator.device_model import NeuronConstants
 from chiploop.emulator.network import NetworkSpec
@@ -19,6 +19,7 @@ DECAY_ROUNDING = ("truncate", "floor", "floor_min_step")  # enum cl_decay_roundi
 
 def net_config(profile: ChipProfile, spec: NetworkSpec) -> dict[str, int]:
     """The `cl_net_cfg` fields for `spec` under `profile` (caps: 0 = unlimited)."""
+    spiking_only(profile, "C dynamics (firmware, emulator)")
     r = Rules.of(profile)
     return {
         "n_in": spec.n_in, "n_hidden": spec.n_hidden, "n_out": spec.n_out,

@@ -38,6 +38,8 @@ class LayerParams:
 
     syn None: no synaptic filter, the current is the step's input; syn2 None: no second current;
     gain None: G(x) = x; ada/beta None: not adaptive; bias None: no bias. theta is in state units.
+    rate: leaky tanh units (`neuron.model: rate`, float only): h <- mem·h + (1 − mem)·tanh(I + bias),
+    and the rate h is the layer's output where spikes would be.
     """
 
     mem: Tensor
@@ -50,6 +52,7 @@ class LayerParams:
     beta: Tensor | None = None
     spiking: bool = True
     max_spike_count: int = 1
+    rate: bool = False
 
     @cached_property
     def inv_theta(self) -> Tensor:
@@ -98,6 +101,7 @@ def network_params(
         beta=tensor(c.beta_h) if adaptive else None,
         spiking=True,
         max_spike_count=rules.max_spike_count,
+        rate=profile.neuron.model == "rate",
     )
     out = LayerParams(
         mem=factor(c.mem_o),
@@ -313,6 +317,12 @@ def step(
         i2 = _current(state.i2, s2 if s2 is not None else torch.zeros_like(i), drive.terms2, p.syn2, rules)
     current = i if i2 is None else i + i2
     v = state.v
+    if p.rate:  # leaky tanh: differentiable, no threshold, no surrogate; the rate goes where spikes go
+        pre = current + p.bias if p.bias is not None else current
+        h = decay(v, p.mem, rules) + (1 - p.mem) * torch.tanh(pre)
+        if forced is not None:
+            h = h + (forced - h).detach()
+        return h, LayerState(i=i, i2=i2, v=h, b=state.b, r=state.r)
     if rules.per_addition:  # Xylo: dv = sat(D(v) − v + I); dv = sat(dv + bias); v = sat(v + dv)
         leak = decay(v, p.mem, rules) - v  # a state-width register: -(-2^(b-1)) wraps to -2^(b-1)
         leak = leak - 2.0**rules.state_bits * (leak.detach() > rules.hi).to(leak.dtype)

@@ -72,3 +72,14 @@ class Rules:
     def v_lo(self) -> float:
         """Smallest membrane value: `lo`, or `-hi` with a symmetric membrane range."""
         return -self.hi if self.symmetric_membrane else self.lo
+
+
+def spiking_only(profile: ChipProfile, backend: str) -> None:
+    """Refuse a `neuron.model: rate` profile on a backend that runs spiking neurons only (ChipError)."""
+    if profile.neuron.model == "rate":
+        from chiploop.errors import ChipError
+
+        raise ChipError(
+            f"{backend}: neuron.model=rate runs on the torch twin only (target 'twin'); "
+            "this backend runs spiking neurons (neuron.model lif or alif)"
+        )

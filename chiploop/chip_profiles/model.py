@@ -58,7 +58,11 @@ class Neuron(Section):
     the hidden layer, `tau_out_s` to the readout, `tau_syn_s`, `threshold` and `bias` to both.
     """
 
-    model: Literal["lif", "alif"] = _field("lif", "lif, or alif: hidden thresholds adapt (neuron.adaptation)")
+    model: Literal["lif", "alif", "rate"] = _field(
+        "lif",
+        "lif; alif: hidden thresholds adapt (neuron.adaptation); rate: leaky tanh units "
+        "h <- a·h + (1 − a)·tanh(input + bias), a = exp(−dt/tau_mem_s), no spikes (float, twin only)",
+    )
     tau_mem_s: PerNeuronPositive = _field(0.02, "membrane time constant of the hidden neurons", "s")
     tau_syn_s: PerNeuronNonNeg = _field(0.005, "synaptic current time constant; 0: no synaptic filter", "s")
     tau_syn2_s: PerNeuronPositive | None = _field(
@@ -433,6 +437,10 @@ def _rule_problems(p: ChipProfile) -> list[str]:
         )
     if ar.decay_rounding == "floor_min_step" and ar.decay != "shift":
         out.append("arithmetic.decay_rounding: floor_min_step is a rule of shift decays (arithmetic.decay)")
+    if n.model == "rate" and ar.kind != "float":
+        out.append("neuron.model: rate runs float arithmetic only (arithmetic.kind: float)")
+    if n.model == "rate" and p.limits.max_spikes_per_step is not None:
+        out.append("neuron.model: rate has no spikes to cap (limits.max_spikes_per_step must be null)")
     if ar.kind == "float":
         fixed_only = {
             "decay_rounding": ar.decay_rounding != "truncate",

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from chiploop.chip.c_config import net_config, neuron_vectors
+from chiploop.chip.rules import spiking_only
 from chiploop.chip_profiles.model import ChipProfile
 from chiploop.chip_profiles.rules import check_network
 from chiploop.emulator.brian_cache import compiler_available, default_cache_dir, ensure_project
@@ -93,6 +94,7 @@ class BrianChip:
     ) -> None:
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ChipError(f"batch_size: expected a positive int or None, got {batch_size!r}")
+        spiking_only(profile, "emulator")
         check_network(profile, spec)
         self.profile, self.spec, self.batch_size = profile, spec, batch_size
         self.masks = _check_masks(connectivity, spec)

@@ -221,7 +221,11 @@ class TorchTwin(torch.nn.Module):
         with torch.no_grad():
             trace = simulate(self._chip_params, x, w, record_currents=record_i)
         v_dtype = np.int64 if self._chip_params.rules.fixed else np.float32
-        spikes = {k: z.numpy().astype(np.uint8) for k, z in trace.spikes.items()}
+        rate = self.profile.neuron.model == "rate"  # the hidden "spikes" are rates, kept as floats
+        spikes = {
+            k: z.numpy().astype(np.float32 if rate and k == "hidden" else np.uint8)
+            for k, z in trace.spikes.items()
+        }
         v = {k: _to_numpy(m, v_dtype) for k, m in trace.v.items()} if record_v else {}
         currents = {k: _to_numpy(m, v_dtype) for k, m in trace.currents.items()}
         dropped_h, dropped_in = int(trace.dropped_hidden.sum()), int(trace.dropped_input.sum())

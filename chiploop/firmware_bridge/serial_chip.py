@@ -16,6 +16,7 @@ from typing import TypeVar
 import numpy as np
 
 from chiploop.chip.c_config import net_config, neuron_vectors
+from chiploop.chip.rules import spiking_only
 from chiploop.chip_profiles.model import ChipProfile
 from chiploop.emulator.chip import Recording
 from chiploop.emulator.device_model import DeviceModel, NeuronConstants, validate_inputs
@@ -76,6 +77,7 @@ class SerialChip:
         baud: int = 115200,
         timeout: float | None = None,
     ) -> None:
+        spiking_only(profile, url)
         self.url, self.profile, self.spec = url, profile, spec
         self.fixed = profile.arithmetic.kind == "fixed"
         self.device = DeviceModel(profile, spec, seed)

@@ -17,11 +17,14 @@ LossFn = Callable[[], torch.Tensor]
 
 @dataclass(frozen=True)
 class EigenEstimate:
-    """Leading Hessian eigenvalue with the Lanczos iterations it took and whether it converged."""
+    """Leading Hessian eigenvalue with the Lanczos iterations it took and whether it converged.
+
+    vector: its Ritz vector, flat over the parameters, unit norm (None if not computed)."""
 
     value: float
     iterations: int
     converged: bool
+    vector: torch.Tensor | None = None
 
 
 def hessian_vector_product(
@@ -76,13 +79,20 @@ def hessian_top_eigenvalue(
             w = w - (w @ b) * b
         beta = float(w.norm())
         tri = np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1)
-        top = float(np.linalg.eigvalsh(tri)[-1])
+        values, vectors = np.linalg.eigh(tri)
+        top = float(values[-1])
         if abs(top - previous) <= tol * max(abs(top), 1e-12) or beta < 1e-10 * max(abs(top), 1.0):
-            return EigenEstimate(top, it, True)
+            return EigenEstimate(top, it, True, _ritz(basis, vectors[:, -1]))
         previous = top
         betas.append(beta)
         q = w / beta
-    return EigenEstimate(top, len(alphas), False)
+    return EigenEstimate(top, len(alphas), False, _ritz(basis, vectors[:, -1]))
+
+
+def _ritz(basis: list[torch.Tensor], coefficients: np.ndarray) -> torch.Tensor:
+    """The Ritz vector Σ c_k q_k, normalised."""
+    v = torch.stack(basis).T @ torch.as_tensor(coefficients, dtype=basis[0].dtype, device=basis[0].device)
+    return v / v.norm()
 
 
 def hessian_trace(

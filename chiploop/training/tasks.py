@@ -313,7 +313,9 @@ class IntegrationTask(RegressionTask):
 
     x_t = s·μ + N(0, 1), s = ±1, μ ~ U(mu_low, mu_high). Two populations of `n_per_sign` channels
     fire with p = clip(gain·x_t, 0, 1) (positive) and p = clip(−gain·x_t, 0, 1) (negative). Target:
-    s on the last `target_steps` steps (NaN before), one output.
+    s on the last `target_steps` steps (NaN before), one output. `delay_steps`: silent steps after
+    the `n_steps` of evidence (T = n_steps + delay_steps), so the target window can lie after the
+    evidence and the memory has to be held by the network.
     """
 
     name = "integration"
@@ -329,12 +331,16 @@ class IntegrationTask(RegressionTask):
         target_steps: int = 5,
         n_train: int = 1000,
         n_test: int = 250,
+        delay_steps: int = 0,
     ):
-        _check_steps(self.name, n_steps, target_steps + 1)
+        if not isinstance(delay_steps, int) or delay_steps < 0:
+            raise TrainingError(f"integration: delay_steps must be an int >= 0, got {delay_steps!r}")
+        _check_steps(self.name, n_steps + delay_steps, target_steps + 1)
         if target_steps < 1 or n_per_sign < 1:
             raise TrainingError(
                 f"integration: target_steps, n_per_sign must be >= 1, got {target_steps}, {n_per_sign}"
             )
+        total = n_steps + delay_steps
         rngs = _split_rngs(seed, 5)
         data = {}
         for split, n in zip(SPLITS, _sizes(self.name, n_train, n_test), strict=True):
@@ -344,10 +350,13 @@ class IntegrationTask(RegressionTask):
             x = s[:, None] * mu[:, None] + rng.standard_normal((n, n_steps))
             p = np.repeat((gain * x)[:, :, None], n_per_sign, axis=2)
             spikes = np.concatenate([_bernoulli(rng, p), _bernoulli(rng, -p)], axis=2)
-            y = np.full((n, n_steps, 1), np.nan, np.float32)
-            y[:, n_steps - target_steps :, 0] = s[:, None]
+            if delay_steps:
+                silent = np.zeros((n, delay_steps, spikes.shape[2]), spikes.dtype)
+                spikes = np.concatenate([spikes, silent], axis=1)
+            y = np.full((n, total, 1), np.nan, np.float32)
+            y[:, total - target_steps :, 0] = s[:, None]
             data[split] = (spikes, y)
-        super().__init__(2 * n_per_sign, 1, n_steps, data)
+        super().__init__(2 * n_per_sign, 1, total, data)
 
 
 class TeacherTask(RegressionTask):
