@@ -246,7 +246,7 @@ def _report(out_dir: Path, rows: list[dict], cfg: dict, quick: bool) -> RecipeRe
         "(second difference along its eigenvector within 10 %, every run)": all(
             abs(r[fd_small] - r["lambda_max"]) <= 0.1 * abs(r["lambda_max"]) for r in rate_rows
         ),
-        "every run reached the matched training loss": all(r["matched"] for r in rows),
+        "rate: every run reached the matched training loss": all(r["matched"] for r in rate_rows),
     }  # fmt: skip
     numbers = {f"lambda_max_{e}": main[e]["lambda_max_mean"] for e in ESTIMATORS}
     numbers |= {
