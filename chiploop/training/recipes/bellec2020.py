@@ -82,7 +82,7 @@ def _train(
     seed: int,
     **rate: float,
 ) -> list[dict]:
-    """Train with the Trainer (offline mode, Adam) on a twin chip; its history rows tagged part/model."""
+    """Train with the Trainer (offline mode, Adam) on a twin chip; its history rows tagged part/model/seed."""
     chip = TorchTwin(profile, spec, seed=seed)
     trainer = Trainer(
         profile,
@@ -96,12 +96,13 @@ def _train(
         overwrite=True,  # a re-run of the recipe recomputes its runs
         batch_size=batch_size,
         seed=seed,
-        out_dir=out_dir / "runs" / name,
+        out_dir=out_dir / "runs" / f"{name}-s{seed}",
         progress=False,
         **rate,
     )
     history = trainer.fit(epochs)
-    return [{"part": name.split("-")[0], "model": name.split("-", 1)[1], **row} for row in history.rows]
+    part, model = name.split("-", 1)
+    return [{"part": part, "model": model, "seed": seed, **row} for row in history.rows]
 
 
 def run(out_dir: Path, quick: bool, seed: int, progress: bool, scale: float = 1.0) -> RecipeResult:
@@ -118,57 +119,71 @@ def run(out_dir: Path, quick: bool, seed: int, progress: bool, scale: float = 1.
     pattern = make_task("pattern", seed=seed)
     ev_epochs = scaled(4 if quick else 15, scale, 2)
     pat_epochs = scaled(150 if quick else 1000, scale, 20)
+    ev_seeds = [seed + k for k in range(1 if quick else scaled(5, scale))]
+    alif = ideal.with_overrides({"neuron.model": "alif", **ADAPTATION})
     jobs = [
-        (
-            "evidence-alif",
-            ideal.with_overrides({"neuron.model": "alif", **ADAPTATION}),
-            evidence,
-            "eprop",
-            ev_epochs,
-            64,
-        ),
-        ("evidence-lif", ideal, evidence, "eprop", ev_epochs, 64),
-        ("pattern-bptt", ideal, pattern, "bptt", pat_epochs, 1),
-        ("pattern-eprop", ideal, pattern, "eprop", pat_epochs, 1),
+        (name, profile, evidence, "eprop", ev_epochs, 64, s)
+        for s in ev_seeds
+        for name, profile in (("evidence-alif", alif), ("evidence-lif", ideal))
+    ]
+    jobs += [
+        ("pattern-bptt", ideal, pattern, "bptt", pat_epochs, 1, seed),
+        ("pattern-eprop", ideal, pattern, "eprop", pat_epochs, 1, seed),
     ]
     with single_thread():
         rows = factorisation(seed)
-        for name, profile, task, estimator, epochs, batch in steps(jobs, progress, f"{NAME}: training"):
+        for name, profile, task, estimator, epochs, batch, s in steps(jobs, progress, f"{NAME}: training"):
             spec = NetworkSpec(task.n_in, 100, task.n_out, recurrent=True)
             rate = {"rate_reg": 1.0, "rate_target": 0.02} if task.name == "evidence" else {}
-            rows += _train(out_dir, name, profile, spec, task, estimator, epochs, batch, 0.01, seed, **rate)
-    return _report(out_dir, rows, quick, seed, evidence, ev_epochs, pat_epochs)
+            rows += _train(out_dir, name, profile, spec, task, estimator, epochs, batch, 0.01, s, **rate)
+    return _report(out_dir, rows, quick, seed, ev_seeds, evidence, ev_epochs, pat_epochs)
+
+
+def _runs(rows, part, model, seed=None) -> list[dict]:
+    return [r for r in rows if r["part"] == part and r["model"] == model and seed in (None, r["seed"])]
 
 
 def _final(rows, part, model) -> dict:
-    return [r for r in rows if r["part"] == part and r["model"] == model][-1]
+    return _runs(rows, part, model)[-1]
 
 
-def _late(rows, part, model) -> float:
-    """Mean test metric over the second half of training (less noisy than the last epoch)."""
-    sel = [r for r in rows if r["part"] == part and r["model"] == model][1:]
-    return float(np.mean([r["test_metric"] for r in sel[len(sel) // 2 :]]))
+def _late(rows, part, model, seed=None) -> float:
+    """Mean test metric over the second half of training (less noisy than the last epoch); with
+    several seeds, the mean of theirs."""
+    seeds = sorted({r["seed"] for r in _runs(rows, part, model)}) if seed is None else [seed]
+    halves = []
+    for s in seeds:
+        sel = _runs(rows, part, model, s)[1:]
+        halves.append(np.mean([r["test_metric"] for r in sel[len(sel) // 2 :]]))
+    return float(np.mean(halves))
 
 
-def _report(out_dir, rows, quick, seed, evidence, ev_epochs, pat_epochs) -> RecipeResult:
+def _report(out_dir, rows, quick, seed, ev_seeds, evidence, ev_epochs, pat_epochs) -> RecipeResult:
     fact = [r for r in rows if r["part"] == "factorisation"]
     exact = next(r for r in fact if r["estimator"] == "eprop" and not r["recurrent"])
-    alif_wins = _late(rows, "evidence", "alif") > _late(rows, "evidence", "lif")
+    per_seed = [
+        {"seed": s, "alif": _late(rows, "evidence", "alif", s), "lif": _late(rows, "evidence", "lif", s)}
+        for s in ev_seeds
+    ]
+    wins = sum(r["alif"] > r["lif"] for r in per_seed)
+    alif_wins = _late(rows, "evidence", "alif") > _late(rows, "evidence", "lif") and 2 * wins > len(ev_seeds)
     eprop_close = _late(rows, "pattern", "eprop") >= 0.8 * _late(rows, "pattern", "bptt")
     feedforward_exact = exact["relative_diff"] < 1e-10
     others_differ = all(r["relative_diff"] > 1e-3 for r in fact if r is not exact)
     trends = {
         "e-prop == autograd without recurrence, symmetric feedback (rel. diff < 1e-10)": feedforward_exact,
         "e-prop != autograd with recurrence or random feedback (rel. diff > 1e-3)": others_differ,
-        "evidence accumulation: ALIF + e-prop beats LIF-only (test accuracy, 2nd half of training)": (
-            alif_wins
-        ),
+        "evidence accumulation: ALIF + e-prop beats LIF-only (test accuracy, 2nd half of training; in the "
+        f"mean and in most of {len(ev_seeds)} seed(s))": alif_wins,
         "pattern generation: e-prop reaches >= 80% of BPTT's 1-nmse (2nd half of training)": eprop_close,
     }
     numbers = {
         "eprop_bptt_rel_diff_feedforward": exact["relative_diff"],
         "evidence_alif": _late(rows, "evidence", "alif"),
         "evidence_lif": _late(rows, "evidence", "lif"),
+        "evidence_alif_sd": float(np.std([r["alif"] for r in per_seed])),
+        "evidence_lif_sd": float(np.std([r["lif"] for r in per_seed])),
+        "evidence_seeds_alif_wins": float(wins),
         "pattern_bptt": _late(rows, "pattern", "bptt"),
         "pattern_eprop": _late(rows, "pattern", "eprop"),
     }
@@ -194,12 +209,18 @@ def _report(out_dir, rows, quick, seed, evidence, ev_epochs, pat_epochs) -> Reci
             f"{evidence.n_steps} steps (delay longer than τ_mem = 20 ms, τ_syn = 5 ms), "
             f"{evidence.split_size('train')} training trials, {ev_epochs} epochs, batch 64, rate regulariser "
             f"1.0 toward 0.02 spikes/step; ALIF: {ADAPTATION}. Pattern: 50 frozen-Poisson inputs, 2 outputs, "
-            f"T = 100, {pat_epochs} steps. Seed {seed}{', quick' if quick else ''}.",
+            f"T = 100, {pat_epochs} steps. Evidence seeds {ev_seeds}; factorisation and pattern seed "
+            f"{seed}{', quick' if quick else ''}.",
             "Factorisation check:\n\n"
             + md_table(fact, ["estimator", "recurrent", "max_abs_diff", "relative_diff", "cosine"])
-            + "\n\nTest metric on the chip, mean over the second half of training: "
-            + ", ".join(f"{k} {v:.3f}" for k, v in numbers.items() if not k.startswith("eprop_bptt"))
-            + ".\n\nLast epoch, measured on the chip:\n\n"
+            + f"\n\nEvidence accumulation, test accuracy on the chip, mean over the second half of training, "
+            f"per seed (ALIF beats LIF in {wins} of {len(ev_seeds)}; mean ± sd: ALIF "
+            f"{numbers['evidence_alif']:.3f} ± {numbers['evidence_alif_sd']:.3f}, LIF "
+            f"{numbers['evidence_lif']:.3f} ± {numbers['evidence_lif_sd']:.3f}):\n\n"
+            + md_table(per_seed, ["seed", "alif", "lif"])
+            + f"\n\nPattern generation, 1 − NMSE, mean over the second half of training: bptt "
+            f"{numbers['pattern_bptt']:.3f}, e-prop {numbers['pattern_eprop']:.3f}."
+            + "\n\nLast epoch, measured on the chip (last evidence seed):\n\n"
             + md_table(
                 finals, ["part", "model", "train_metric", "test_metric", "spikes_per_neuron_per_sample"]
             ),
@@ -222,8 +243,12 @@ def _fig_curves(path, rows) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, part, ylabel in ((axes[0], "evidence", "test accuracy"), (axes[1], "pattern", "1 − NMSE")):
         for model in sorted({r["model"] for r in rows if r["part"] == part}):
-            sel = [r for r in rows if r["part"] == part and r["model"] == model]
-            ax.plot([r["epoch"] for r in sel], [r["test_metric"] for r in sel], label=model)
+            seeds = sorted({r["seed"] for r in _runs(rows, part, model)})
+            curves = np.array([[r["test_metric"] for r in _runs(rows, part, model, s)] for s in seeds])
+            epochs = [r["epoch"] for r in _runs(rows, part, model, seeds[0])]
+            (line,) = ax.plot(epochs, curves.mean(axis=0), label=f"{model} (mean of {len(seeds)})")
+            if len(seeds) > 1:
+                ax.plot(epochs, curves.T, color=line.get_color(), alpha=0.25, lw=0.8)
         if part == "evidence":
             ax.axhline(0.5, color="gray", ls="--", label="chance")
         else:
