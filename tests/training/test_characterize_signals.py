@@ -12,11 +12,14 @@ import pytest
 
 psutil = pytest.importorskip("psutil")
 
-CELLS = 6
+# Enough cells of about a second each that the sweep is far from done when the first is saved
+# (with cells of a few milliseconds the sweep could end before the signal arrives).
+SIGMAS, SEEDS = 6, 4
+CELLS = SIGMAS * SEEDS
 SWEEP = [
     *("characterize", "--profile", "rram_crossbar", "--task", "teacher", "--kind", "train"),
-    *("--sweep", "noise.read.sigma=" + ",".join(str(i / 10) for i in range(CELLS))),
-    *("--estimators", "bptt", "--seeds", "1", "--epochs", "0", "--hidden", "4", "--target", "twin"),
+    *("--sweep", "noise.read.sigma=" + ",".join(str(i / 10) for i in range(SIGMAS))),
+    *("--estimators", "bptt", "--seeds", str(SEEDS), "--epochs", "1", "--hidden", "4", "--target", "twin"),
     *("--workers", "2"),
 ]
 
