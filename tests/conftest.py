@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -60,3 +61,16 @@ def own_mount(tmp_path: Path) -> Callable[[str], dict]:
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     return run
+
+
+def interruptible() -> None:
+    """`preexec_fn` for a command the test will Ctrl-C: SIGINT as a terminal leaves it. A test run
+    started in the background by a non-interactive shell (as CI may be) ignores SIGINT, and every
+    process it starts would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def from_a_terminal() -> dict:
+    """Popen keyword arguments for a command the test interrupts like a user at a terminal."""
+    return {"preexec_fn": interruptible}

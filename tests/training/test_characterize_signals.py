@@ -24,7 +24,7 @@ SWEEP = [
 ]
 
 
-def start(out: Path) -> subprocess.Popen:
+def start(out: Path, **popen: object) -> subprocess.Popen:
     """The sweep in its own session (a terminal's Ctrl-C reaches the whole process group); output
     to files, which processes outliving the command cannot hold open for the test."""
     with (out.parent / "stdout").open("w") as stdout, (out.parent / "stderr").open("w") as stderr:
@@ -33,6 +33,7 @@ def start(out: Path) -> subprocess.Popen:
             stdout=stdout,
             stderr=stderr,
             start_new_session=True,
+            **popen,
         )
 
 
@@ -87,9 +88,9 @@ def results_rows(out: Path) -> int:
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_the_workers_says_what_was_saved_and_exits_130(tmp_path):
+def test_ctrl_c_stops_the_workers_says_what_was_saved_and_exits_130(tmp_path, from_a_terminal):
     out = tmp_path / "out"
-    proc = start(out)
+    proc = start(out, **from_a_terminal)
     wait_for(lambda: results_rows(out) >= 1 and len(pool_workers(proc)) == 2, proc)
     procs = descendants(proc)
     os.killpg(proc.pid, signal.SIGINT)

@@ -124,10 +124,12 @@ def test_eprop_without_recurrence_says_it_equals_bptt(tmp_path: Path) -> None:
     assert code == 0 and not any(line.startswith("warning:") for line in lines), lines
 
 
-def test_ctrl_c_says_what_was_saved_and_the_run_resumes(tmp_path: Path) -> None:
+def test_ctrl_c_says_what_was_saved_and_the_run_resumes(tmp_path: Path, from_a_terminal: dict) -> None:
     out = tmp_path / "run"
     cmd = [*CHIPLOOP, "train", *FAST, "--task-option", "n_train=4096", "--out", str(out), "--epochs", "50"]
-    proc = subprocess.Popen([*cmd, *QUIET], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*cmd, *QUIET], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **from_a_terminal
+    )
     deadline = time.monotonic() + 120
     # the row of epoch 2 is written after the checkpoint of epoch 1: from then on epoch >= 1 is saved
     while not (out / METRICS).exists() or len((out / METRICS).read_text().splitlines()) < 4:
