@@ -12,7 +12,7 @@ import numpy as np
 from chiploop.chip.rules import Rules, spiking_only
 from chiploop.chip_profiles.model import ChipProfile
 from chiploop.emulator.device_model import NeuronConstants
-from chiploop.emulator.network import NetworkSpec
+from chiploop.emulator.network import MAX_LAYERS, NetworkSpec
 
 DECAY_ROUNDING = ("truncate", "floor", "floor_min_step")  # enum cl_decay_rounding
 
@@ -22,8 +22,8 @@ def net_config(profile: ChipProfile, spec: NetworkSpec) -> dict[str, int]:
     spiking_only(profile, "C dynamics (firmware, emulator)")
     r = Rules.of(profile)
     return {
-        "n_in": spec.n_in, "n_hidden": spec.n_hidden, "n_out": spec.n_out,
-        "recurrent": int(spec.recurrent), "spiking_readout": int(spec.readout == "spiking"),
+        "n_in": spec.n_in, "n_hidden": spec.n_hidden_total, "n_out": spec.n_out,
+        "recurrent": recurrent_bits(spec), "spiking_readout": int(spec.readout == "spiking"),
         "reset_zero": int(r.reset_zero), "decay_kind": int(r.decay == "shift"), "state_bits": r.state_bits,
         "decay_bits": r.decay_bits, "refractory_steps": r.refractory_steps,
         "max_spikes_per_step": r.spike_cap or 0, "max_input_spikes_per_step": r.input_cap or 0,
@@ -33,6 +33,24 @@ def net_config(profile: ChipProfile, spec: NetworkSpec) -> dict[str, int]:
         "fractional_bits": r.fractional_bits, "strict_threshold": int(r.strict_threshold),
         "max_spike_count": r.max_spike_count, "synapses": spec.synapses,
     }  # fmt: skip
+
+
+def recurrent_bits(spec: NetworkSpec) -> int:
+    """`cl_net_cfg.recurrent`: bit k set when hidden layer k is recurrent."""
+    return sum(1 << k for k, rec in enumerate(spec.hidden_recurrent) if rec)
+
+
+def matrix_slots(spec: NetworkSpec) -> dict[str, int]:
+    """Each weight matrix's slot in `enum cl_net_matrix`: 2k feed-forward into hidden layer k,
+    2k + 1 its recurrence, then the readout's and the second current's after the last layer's slots."""
+    out = 2 * MAX_LAYERS
+    slots = {"in_hidden_2": out + 1, "hidden_hidden_2": out + 2}
+    pre = "in"
+    for k, name in enumerate(spec.layer_names):
+        slots |= {f"{pre}_{name}": 2 * k, f"{name}_{name}": 2 * k + 1}
+        pre = name
+    slots[f"{pre}_out"] = out
+    return {name: slots[name] for name in spec.weight_shapes()}
 
 
 def decay_codes(c: NeuronConstants, constant: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from chiploop.chip.rules import Rules
 if TYPE_CHECKING:
     from chiploop.chip_profiles.model import ChipProfile
     from chiploop.emulator.device_model import NeuronConstants
+    from chiploop.emulator.network import NetworkSpec
     from chiploop.emulator.surrogates import Surrogate
 
 
@@ -62,17 +63,22 @@ class LayerParams:
 
 @dataclass(frozen=True)
 class NetworkParams:
-    """The whole network's rules and layer constants, ready for `simulate`."""
+    """The whole network's rules and layer constants, ready for `simulate`: the hidden layers
+    (input side first, named "hidden", "hidden2", ...) and the readout."""
 
     rules: Rules
-    hidden: LayerParams
+    layers: tuple[LayerParams, ...]
     out: LayerParams
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The hidden layers' names, as in `NetworkSpec.layer_names`."""
+        return tuple("hidden" if k == 0 else f"hidden{k + 1}" for k in range(len(self.layers)))
 
-def network_params(
-    profile: ChipProfile, c: NeuronConstants, spiking_readout: bool, dtype: torch.dtype
-) -> NetworkParams:
-    """Tensors of the neuron constants `c` under `profile`'s rules (fixed arithmetic: float64)."""
+
+def network_params(profile: ChipProfile, c: NeuronConstants, spec: NetworkSpec, dtype: torch.dtype) -> NetworkParams:
+    """Tensors of the neuron constants `c` of `spec`'s neurons under `profile`'s rules (fixed
+    arithmetic: float64); the hidden constants are split layer by layer."""
     rules = Rules.of(profile)
     dtype = torch.float64 if rules.fixed else dtype
 
@@ -88,30 +94,41 @@ def network_params(
     def nonzero(a: np.ndarray) -> Tensor | None:
         return tensor(a) if np.any(np.asarray(a) != 0) else None
 
-    adaptive = bool(np.any(c.beta_h != 0))
-    gain = None if np.all(c.gain_h == 1.0) else tensor(c.gain_h)
-    hidden = LayerParams(
-        mem=factor(c.mem_h),
-        theta=tensor(c.threshold_h),
-        syn=factor(c.syn_h) if c.syn_enabled else None,
-        syn2=None if c.syn2_h is None else factor(c.syn2_h),
-        gain=gain,
-        bias=nonzero(c.bias_h),
-        ada=factor(c.ada_h) if adaptive else None,
-        beta=tensor(c.beta_h) if adaptive else None,
-        spiking=True,
-        max_spike_count=rules.max_spike_count,
-        rate=profile.neuron.model == "rate",
-    )
+    layers = []
+    for lo, hi in _bounds(spec.hidden_sizes):
+        beta = c.beta_h[lo:hi]
+        adaptive = bool(np.any(beta != 0))
+        gain = c.gain_h[lo:hi]
+        layers.append(
+            LayerParams(
+                mem=factor(c.mem_h[lo:hi]),
+                theta=tensor(c.threshold_h[lo:hi]),
+                syn=factor(c.syn_h[lo:hi]) if c.syn_enabled else None,
+                syn2=None if c.syn2_h is None else factor(c.syn2_h[lo:hi]),
+                gain=None if np.all(gain == 1.0) else tensor(gain),
+                bias=nonzero(c.bias_h[lo:hi]),
+                ada=factor(c.ada_h[lo:hi]) if adaptive else None,
+                beta=tensor(beta) if adaptive else None,
+                spiking=True,
+                max_spike_count=rules.max_spike_count,
+                rate=profile.neuron.model == "rate",
+            )
+        )
     out = LayerParams(
         mem=factor(c.mem_o),
         theta=tensor(c.threshold_o),
         syn=factor(c.syn_o) if c.syn_enabled else None,
         bias=nonzero(c.bias_o),
-        spiking=spiking_readout,
+        spiking=spec.readout == "spiking",
         max_spike_count=1,
     )
-    return NetworkParams(rules, hidden, out)
+    return NetworkParams(rules, tuple(layers), out)
+
+
+def _bounds(sizes: tuple[int, ...]) -> list[tuple[int, int]]:
+    """[start, stop) of each layer in a layer-by-layer numbering."""
+    stops = np.cumsum(sizes).tolist()
+    return list(zip([0, *stops[:-1]], stops, strict=True))
 
 
 # ---------------------------------------------------------------- arithmetic
@@ -372,13 +389,15 @@ class Credit:
 
     recurrent: "full" (BPTT); "none" (e-prop/RFLO: stop-gradient on z_{t−1} fed back through W_rec,
     each neuron's own temporal dependence, its eligibility trace, is kept); "diag" (SnAp-1: only
-    diag(W_rec) carries gradient through z_{t−1}). feedback: a fixed `[H, O]` matrix B sending the
-    readout error to the hidden spikes instead of W_out (W_out itself keeps its exact gradient).
+    diag(W_rec) carries gradient through z_{t−1}); the mode applies to every hidden layer.
+    feedback: fixed matrices B sending the gradient backward in place of feed-forward weights (which
+    keep their own exact gradient): a `[H_last, O]` tensor for the readout's weights, or a dict
+    keyed by matrix name ("hidden_out", "hidden_hidden2", ...: feedback alignment across layers).
     truncation k: all state is detached every k steps (truncated BPTT).
     """
 
     recurrent: Literal["full", "diag", "none"] = "full"
-    feedback: Tensor | None = None
+    feedback: Tensor | dict[str, Tensor] | None = None
     truncation: int | None = None
 
     def __post_init__(self) -> None:
@@ -403,8 +422,9 @@ class Trace:
     """A run of the network: per layer `[B, T, N]` tensors, the events the caps dropped per sample
     (`[B]`: hidden neurons not delivered, input spikes refused), the end state.
 
-    spikes "hidden" (delivered counts), "out" (spiking readout); v and currents ("hidden",
-    "hidden_2" with a second synaptic current, "out") after the step; currents only if asked for.
+    spikes of each hidden layer ("hidden", "hidden2", ...: delivered counts) and "out" (spiking
+    readout); v and currents of each layer (and "hidden_2", the second synaptic current) after the
+    step; currents only if asked for.
     """
 
     spikes: dict[str, Tensor]
@@ -541,19 +561,30 @@ def _run_layer(
 
 @dataclass
 class NetworkState:
-    """Where a run left the network: both layers' states, the capped input of the last step (it
-    arrives next step when inputs are delayed) and the hidden spikes the last step delivered."""
+    """Where a run left the network: every layer's state (hidden layers, readout), the capped input
+    of the last step (it arrives next step when inputs are delayed) and the spikes each hidden layer
+    delivered at the last step (they arrive at the next layer next step)."""
 
-    hidden: LayerState
+    hidden: tuple[LayerState, ...]
     out: LayerState
     x_last: Tensor
-    z_last: Tensor
+    z_last: tuple[Tensor, ...]
 
     @classmethod
     def rest(cls, net: NetworkParams, batch: int, n_in: int, dtype: torch.dtype) -> NetworkState:
-        h = LayerState.rest(batch, net.hidden, net.rules, dtype)
-        return cls(h, LayerState.rest(batch, net.out, net.rules, dtype),
-                   torch.zeros(batch, n_in, dtype=dtype), torch.zeros_like(h.v))  # fmt: skip
+        hidden = tuple(LayerState.rest(batch, p, net.rules, dtype) for p in net.layers)
+        return cls(hidden, LayerState.rest(batch, net.out, net.rules, dtype),
+                   torch.zeros(batch, n_in, dtype=dtype), tuple(torch.zeros_like(h.v) for h in hidden))  # fmt: skip
+
+
+def _feedback(credit: Credit, name: str, w: Tensor) -> Tensor | None:
+    """The fixed matrix sending gradients backward through feed-forward matrix `name`, if any."""
+    fb = credit.feedback
+    if isinstance(fb, dict):
+        fb = fb.get(name)
+    elif fb is not None and not name.endswith("_out"):
+        fb = None  # one matrix: the readout's
+    return None if fb is None else fb.detach().to(w.dtype)
 
 
 def simulate(
@@ -570,70 +601,65 @@ def simulate(
 ) -> Trace:
     """The network of docs/dynamics.md on inputs `x [B, T, n_in]` with weights `w` (model units).
 
-    w: "in_hidden", "hidden_out", and optionally "hidden_hidden" and the second current's
-    "in_hidden_2", "hidden_hidden_2". surrogate None: values only. replay: recorded "hidden" (and
-    "out") spikes replacing the layers' own, and "v_out" replacing the readout membrane, as values
-    (gradients through the twin). node_noise: "hidden" `[B, T, H]` / "out" `[B, T, O]` currents
-    added to the synaptic input before the gain (node perturbation). state: where to start (default:
-    rest); `Trace.final` is where the run ends. Runs time-major inside.
+    w: keyed like `NetworkSpec.weight_shapes` ("in_hidden", "hidden_out", optionally
+    "hidden_hidden", further layers' "hidden_hidden2", ..., and the second current's "in_hidden_2",
+    "hidden_hidden_2"). surrogate None: values only. replay: recorded spikes of each hidden layer
+    (and "out") replacing the layers' own, and "v_out" replacing the readout membrane, as values
+    (gradients through the twin). node_noise: per layer name ("hidden", ..., "out") `[B, T, N]`
+    currents added to the synaptic input before the gain (node perturbation). state: where to start
+    (default: rest); `Trace.final` is where the run ends. Runs time-major inside.
     """
     rules, replay = net.rules, replay or {}
     start = state or NetworkState.rest(net, x.shape[0], x.shape[2], x.dtype)
     capped = cap_spikes(x, rules.input_cap)
     dropped_in = (x - capped).sum((1, 2))
     x_tm = capped.transpose(0, 1)
-    w_in, w_rec, w_out = w["in_hidden"], w.get("hidden_hidden"), w["hidden_out"]
-    delay = rules.input_delay
-    sent = _matmul(x_tm.contiguous(), w_in).unbind(0)
-    feed = Feed(_arriving(list(x_tm.unbind(0)), start.x_last, delay), w_in, w.get("in_hidden_2"),
-                _arriving(list(sent), start.x_last @ w_in, delay))  # fmt: skip
-    recurrent = (w_rec, w.get("hidden_hidden_2")) if w_rec is not None else None
     tm = {k: r.transpose(0, 1) for k, r in replay.items()}
     noise = {k: n.transpose(0, 1) for k, n in (node_noise or {}).items()}
-    z_h, v_h, i_h, dropped_h, end_h = _run_layer(
-        net.hidden,
-        rules,
-        surrogate,
-        feed,
-        recurrent,
-        credit,
-        tm.get("hidden"),
-        noise.get("hidden"),
-        record_currents,
-        start.hidden,
-        start.z_last,
-        rules.spike_cap,
-    )
-    if credit.feedback is None:
-        drive_o, first_o = _matmul(z_h, w_out), start.z_last @ w_out
-    else:
-        fb = credit.feedback.detach().to(w_out.dtype)
-        drive_o = _matmul(z_h, fb) + _matmul(z_h.detach(), w_out - fb)
-        first_o = start.z_last @ w_out
-    z_sent, drive_sent = list(z_h.unbind(0)), list(drive_o.unbind(0))
-    out_feed = Feed(_arriving(z_sent, start.z_last, 1), w_out, None, _arriving(drive_sent, first_o, 1))
+    spikes, vs, currents, ends = {}, {}, {}, []
+    dropped_h = x.new_zeros(x.shape[0])
+    pre, z_pre, last = "in", x_tm, start.x_last  # spikes sent by the layer below, and before the run
+    for k, (name, p) in enumerate(zip(net.names, net.layers, strict=True)):
+        w_ff = w[f"{pre}_{name}"]
+        feed = _feed(z_pre, last, w_ff, _feedback(credit, f"{pre}_{name}", w_ff),
+                     rules.input_delay if k == 0 else 1, w.get("in_hidden_2") if k == 0 else None)  # fmt: skip
+        w_rec = w.get(f"{name}_{name}")
+        recurrent = (w_rec, w.get("hidden_hidden_2") if k == 0 else None) if w_rec is not None else None
+        z, v, i, dropped, end = _run_layer(
+            p, rules, surrogate, feed, recurrent, credit, tm.get(name), noise.get(name),
+            record_currents, start.hidden[k], start.z_last[k], rules.spike_cap,
+        )  # fmt: skip
+        spikes[name], vs[name], dropped_h, ends = z, v, dropped_h + dropped, [*ends, end]
+        currents |= {f"{name}{key}": c for key, c in i.items()}
+        pre, z_pre, last = name, z, start.z_last[k]
+    w_out = w[f"{pre}_out"]
+    out_feed = _feed(z_pre, last, w_out, _feedback(credit, f"{pre}_out", w_out), 1, None)
     z_o, v_o, i_o, _, end_o = _run_layer(
-        net.out,
-        rules,
-        surrogate,
-        out_feed,
-        None,
-        credit,
-        tm.get("out"),
-        noise.get("out"),
-        record_currents,
-        start.out,
-        z_h.new_zeros(0),
-    )
+        net.out, rules, surrogate, out_feed, None, credit, tm.get("out"), noise.get("out"),
+        record_currents, start.out, z_pre.new_zeros(0),
+    )  # fmt: skip
     if "v_out" in tm:
         v_o = v_o + (tm["v_out"] - v_o).detach()
-    spikes = {"hidden": z_h, "out": z_o} if net.out.spiking else {"hidden": z_h}
-    currents = {f"hidden{k}": c for k, c in i_h.items()}
+    vs["out"] = v_o
+    if net.out.spiking:
+        spikes["out"] = z_o
     if "" in i_o:
         currents["out"] = i_o[""]
-    final = NetworkState(end_h, end_o, capped[:, -1], z_h[-1])
-    batch_major = {k: a.transpose(0, 1) for k, a in spikes.items()}
+    final = NetworkState(tuple(ends), end_o, capped[:, -1], tuple(spikes[n][-1] for n in net.names))
     return Trace(
-        batch_major, {"hidden": v_h.transpose(0, 1), "out": v_o.transpose(0, 1)},
+        {k: a.transpose(0, 1) for k, a in spikes.items()}, {k: a.transpose(0, 1) for k, a in vs.items()},
         {k: c.transpose(0, 1) for k, c in currents.items()}, dropped_h.detach(), dropped_in.detach(), final,
     )  # fmt: skip
+
+
+def _feed(
+    z: Tensor, last: Tensor, w: Tensor, feedback: Tensor | None, delay: int, w2: Tensor | None
+) -> Feed:
+    """What reaches a layer from spikes `z [T, B, pre]` sent through `w` (`last`: sent the step
+    before the run), `delay` steps later; `feedback`: a fixed matrix carrying the gradient to `z`
+    instead of `w` (w keeps its own gradient)."""
+    if feedback is None:
+        drive = _matmul(z.contiguous(), w)
+    else:
+        drive = _matmul(z, feedback) + _matmul(z.detach(), w - feedback)
+    return Feed(_arriving(list(z.unbind(0)), last, delay), w, w2, _arriving(list(drive.unbind(0)), last @ w, delay))

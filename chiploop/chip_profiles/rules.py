@@ -3,9 +3,12 @@
 Each rule is a small named function `check_x(profile, spec)` that returns None or raises
 DesignRuleError(rule, limit, value, detail). A limit of None means unlimited and always passes.
 Counting conventions (dense layers, `W[pre, post]`):
-- fan-in of a hidden neuron = n_in (+ n_hidden if recurrent); of an output neuron = n_hidden;
-- fan-out of a hidden neuron = n_out (+ n_hidden if recurrent); input channels are external;
+- fan-in of a hidden neuron = the layer below's size (n_in for the first) (+ its own layer's if
+  recurrent); of an output neuron = the last hidden layer's size;
+- fan-out of a hidden neuron = the next layer's size (n_out for the last) (+ its own layer's if
+  recurrent); input channels are external;
 - a neuron's incoming synapses are stored on its core; layers are placed on separate cores.
+A violation names the layer ("hidden", "hidden2", ..., "output").
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ def check_neuron_count(profile: ChipProfile, spec: NetworkSpec) -> None:
     """Hidden + output neurons must fit on the chip."""
     limit = profile.limits.max_neurons
     if limit is not None and spec.n_neurons > limit:
-        detail = f"{spec.n_hidden} hidden + {spec.n_out} output neurons on {profile.name}"
+        hidden = " + ".join(str(n) for n in spec.hidden_sizes)
+        detail = f"{hidden} hidden + {spec.n_out} output neurons on {profile.name}"
         raise DesignRuleError("max_neurons", limit, spec.n_neurons, detail)
 
 
@@ -56,10 +60,16 @@ def check_fan_in(profile: ChipProfile, spec: NetworkSpec) -> None:
 def check_fan_out(profile: ChipProfile, spec: NetworkSpec) -> None:
     """No hidden neuron may send to more neurons than the chip allows."""
     limit = profile.limits.max_fan_out
-    value = spec.n_out + (spec.n_hidden if spec.recurrent else 0)
-    if limit is not None and value > limit:
-        targets = f"{spec.n_out} output" + (f" + {spec.n_hidden} recurrent" if spec.recurrent else "")
-        raise DesignRuleError("max_fan_out", limit, value, f"one hidden neuron targets {targets} neurons")
+    if limit is None:
+        return
+    sizes, names = spec.hidden_sizes, spec.layer_names
+    for k, (name, n, rec) in enumerate(zip(names, sizes, spec.hidden_recurrent, strict=True)):
+        last = k == len(sizes) - 1
+        value = (spec.n_out if last else sizes[k + 1]) + (n if rec else 0)
+        if value > limit:
+            targets = f"{spec.n_out} output" if last else f"{sizes[k + 1]} {names[k + 1]}"
+            targets += f" + {n} recurrent" if rec else ""
+            raise DesignRuleError("max_fan_out", limit, value, f"one {name} neuron targets {targets} neurons")
 
 
 def check_synapses_per_core(profile: ChipProfile, spec: NetworkSpec) -> None:
@@ -83,7 +93,7 @@ def check_neurons_per_core(profile: ChipProfile, spec: NetworkSpec) -> None:
     if per_core is None or max_neurons is None:
         return
     cores = max_neurons // per_core
-    needed = sum(math.ceil(n / _neurons_per_core(profile, fan_in)) for n, fan_in in _layers(spec))
+    needed = sum(math.ceil(n / _neurons_per_core(profile, fan_in)) for _, n, fan_in in _layers(spec))
     if needed > cores:
         detail = f"layer-wise placement with at most {per_core} neurons per core on {profile.name}"
         raise DesignRuleError("neurons_per_core", f"{cores} cores", f"{needed} cores", detail)
@@ -97,7 +107,7 @@ def check_synaptic_currents(profile: ChipProfile, spec: NetworkSpec) -> None:
 
 def check_neuron_parameter_lengths(profile: ChipProfile, spec: NetworkSpec) -> None:
     """A per-neuron parameter list has one entry per neuron it applies to (hidden first)."""
-    h, o = spec.n_hidden, spec.n_out
+    h, o = spec.n_hidden_total, spec.n_out
     for field, n in (
         ("tau_mem_s", h),
         ("tau_syn2_s", h),
@@ -112,7 +122,7 @@ def check_neuron_parameter_lengths(profile: ChipProfile, spec: NetworkSpec) -> N
                 f"neuron.{field}",
                 f"{n} entries",
                 f"{len(value)} entries",
-                "one per neuron it applies to, hidden first, then readout",
+                "one per neuron it applies to, hidden layers first, then readout",
             )
 
 
@@ -139,15 +149,19 @@ def check_network(profile: ChipProfile, spec: NetworkSpec) -> None:
         rule(profile, spec)
 
 
-def _layers(spec: NetworkSpec) -> list[tuple[int, int]]:
-    """(neurons, fan-in per neuron) of the hidden and output layers."""
-    hidden_fan_in = spec.n_in + (spec.n_hidden if spec.recurrent else 0)
-    return [(spec.n_hidden, hidden_fan_in), (spec.n_out, spec.n_hidden)]
+def _layers(spec: NetworkSpec) -> list[tuple[str, int, int]]:
+    """(name, neurons, fan-in per neuron) of the hidden layers and the output layer."""
+    layers, below = [], spec.n_in
+    for name, n, rec in zip(spec.layer_names, spec.hidden_sizes, spec.hidden_recurrent, strict=True):
+        layers.append((name, n, below + (n if rec else 0)))
+        below = n
+    return [*layers, ("output", spec.n_out, below)]
 
 
 def _max_fan_in(spec: NetworkSpec) -> tuple[str, int]:
-    (_, hidden), (_, out) = _layers(spec)
-    return ("hidden", hidden) if hidden >= out else ("output", out)
+    """The layer whose neurons receive the most synapses (the first on a tie) and that count."""
+    name, _, fan_in = max(_layers(spec), key=lambda layer: layer[2])
+    return name, fan_in
 
 
 def _neurons_per_core(profile: ChipProfile, fan_in: int) -> int:

@@ -47,8 +47,14 @@ def _runtime_network(profile: ChipProfile, spec: NetworkSpec, c, weights: dict[s
 
     from chiploop.chip.dynamics import network_params
 
-    net = network_params(profile, c, spec.readout == "spiking", torch.float64)
+    net = network_params(profile, c, spec, torch.float64)
     return net, {k: torch.tensor(w, dtype=torch.float64) for k, w in weights.items()}
+
+
+def _by_layer(hidden: np.ndarray, spec: NetworkSpec) -> dict[str, np.ndarray]:
+    """`[B, T, H]` of all hidden neurons (layer after layer) -> each layer's `[B, T, n]`."""
+    stops = np.cumsum(spec.hidden_sizes)[:-1]
+    return dict(zip(spec.layer_names, np.split(hidden, stops, axis=2), strict=True))
 
 
 def _check_masks(connectivity: dict[str, np.ndarray] | None, spec: NetworkSpec) -> dict[str, np.ndarray]:
@@ -180,10 +186,15 @@ class BrianChip:
                 raw = run_compiled(backend, shape, params, raster, masks)
             sim_s += time.perf_counter() - t0
             chunks.append(self._unpack(raw, shape, part.shape[0]))
-        spikes = {"hidden": np.concatenate([ch["spikes_hidden"] for ch in chunks])}
+        spikes = _by_layer(np.concatenate([ch["spikes_hidden"] for ch in chunks]), self.spec)
         if self.spec.readout == "spiking":
             spikes["out"] = np.concatenate([ch["spikes_out"] for ch in chunks])
-        states = {key: np.concatenate([ch[key] for ch in chunks]) for key in chunks[0] if ":" in key}
+        states = {}
+        for key in (k for k in chunks[0] if ":" in k):
+            kind, name = key.split(":")
+            both = np.concatenate([ch[key] for ch in chunks])
+            layers = _by_layer(both, self.spec) if name == "hidden" else {name: both}
+            states |= {f"{kind}:{layer}": a for layer, a in layers.items()}
         dropped = int(sum(ch["dropped"] for ch in chunks)) - dropped_in
         meta = {
             "dropped_spikes": dropped + dropped_in,
@@ -243,7 +254,7 @@ class BrianChip:
 
     def _unpack(self, raw: RawRun, shape: Shape, b: int) -> dict[str, np.ndarray]:
         """RawRun of a (padded) compiled batch -> the first `b` samples' spikes, states, drops."""
-        h, o, steps = shape.n_hidden, shape.n_out, shape.steps
+        h, o, steps = shape.hidden_total, shape.n_out, shape.steps
         out = {
             "spikes_hidden": _dense(raw.hidden_i, raw.hidden_step, shape.batch, steps, h, raw.hidden_n)[:b],
             "spikes_out": _dense(raw.out_i, raw.out_step, shape.batch, steps, o)[:b],

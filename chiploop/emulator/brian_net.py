@@ -25,6 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from chiploop.chip.c_config import matrix_slots, recurrent_bits
+from chiploop.emulator.network import NetworkSpec
+
 PARAMS_NAME = "chiploop_params"
 RASTER_NAME = "chiploop_raster"
 BITS_PER_WORD = 32
@@ -36,7 +39,6 @@ CFG_FIELDS = (
     "max_spike_count",
 )  # fmt: skip  # the run-time fields of cl_net_cfg (the shape's are compiled in)
 VECTORS = ("d_mem", "d_syn", "d_syn2", "d_ada", "theta", "beta", "bias", "gain")  # cl_net_params
-MATRICES = ("in_hidden", "hidden_hidden", "hidden_out", "in_hidden_2", "hidden_hidden_2")  # C order
 _C_TYPES = {"gain": "double"}  # C type of a vector's elements (the others: cl_param)
 
 
@@ -47,14 +49,29 @@ class Shape:
     batch: int
     steps: int
     n_in: int
-    n_hidden: int
+    n_hidden: int | tuple[int, ...]  # as NetworkSpec: one layer's size, or each layer's
     n_out: int
-    recurrent: bool
+    recurrent: bool | tuple[bool, ...]
     record_v: bool
     fixed: bool
     synapses: int = 1
     record_i: bool = False
     connectivity: str = ""  # "": every pair connected; else `masks_key` of the masks
+
+    def __post_init__(self) -> None:  # NetworkSpec's canonical form (a JSON round trip gives lists)
+        spec = self.spec
+        object.__setattr__(self, "n_hidden", spec.n_hidden)
+        object.__setattr__(self, "recurrent", spec.recurrent)
+
+    @property
+    def spec(self) -> NetworkSpec:
+        """The network this project runs (its shape; the readout kind is a run-time parameter)."""
+        return NetworkSpec(self.n_in, self.n_hidden, self.n_out, self.recurrent, synapses=self.synapses)
+
+    @property
+    def hidden_total(self) -> int:
+        """Hidden neurons of all layers (one Brian2 group holds them, layer after layer)."""
+        return self.spec.n_hidden_total
 
     @property
     def raster_words(self) -> int:
@@ -63,12 +80,7 @@ class Shape:
 
     def matrices(self) -> dict[str, tuple[int, int]]:
         """`[pre, post]` of the weight matrices this network has, in C order."""
-        n, h, o = self.n_in, self.n_hidden, self.n_out
-        shapes = {"in_hidden": (n, h), "hidden_hidden": (h, h), "hidden_out": (h, o),
-                  "in_hidden_2": (n, h), "hidden_hidden_2": (h, h)}  # fmt: skip
-        present = {"hidden_hidden": self.recurrent, "in_hidden_2": self.synapses == 2,
-                   "hidden_hidden_2": self.synapses == 2 and self.recurrent}  # fmt: skip
-        return {name: s for name, s in shapes.items() if present.get(name, True)}
+        return self.spec.weight_shapes()
 
 
 @dataclass(frozen=True)
@@ -82,7 +94,7 @@ class ParamLayout:
 
     @classmethod
     def of(cls, shape: Shape, masks: dict[str, np.ndarray] | None = None) -> ParamLayout:
-        neurons = shape.n_hidden + shape.n_out
+        neurons = shape.hidden_total + shape.n_out
         blocks = [("cfg", len(CFG_FIELDS))] + [(name, neurons) for name in VECTORS]
         for name, (pre, post) in shape.matrices().items():
             mask = None if masks is None else masks.get(name)
@@ -114,8 +126,8 @@ def step_cpp(shape: Shape, masks: dict[str, np.ndarray] | None) -> str:
     each copy with `cl_net_step` and writes the copy's outputs into the Brian2 groups' arrays."""
     layout = ParamLayout.of(shape, masks)
     lay = layout.offsets
-    b, n, h, o = shape.batch, shape.n_in, shape.n_hidden, shape.n_out
-    matrices = shape.matrices()
+    b, n, h, o = shape.batch, shape.n_in, shape.hidden_total, shape.n_out
+    spec = shape.spec
     n_weights = layout.size - lay["in_hidden"]
     lines = [
         "#include <math.h>",
@@ -135,8 +147,8 @@ def step_cpp(shape: Shape, masks: dict[str, np.ndarray] | None) -> str:
         "static chiploop_net::cl_net_sparsity chiploop_sp;",
     ]
     sparse = []
-    for k, name in enumerate(MATRICES):
-        if masks is not None and name in masks and name in matrices:
+    for name, k in matrix_slots(spec).items():
+        if masks is not None and name in masks:
             ptr, idx = _csr(masks[name])
             lines += [
                 f"static const int32_t chiploop_ptr_{k}[] = {{{','.join(map(str, ptr))}}};",
@@ -148,7 +160,9 @@ def step_cpp(shape: Shape, masks: dict[str, np.ndarray] | None) -> str:
             ]
     decode = [
         f"chiploop_cfg.n_in = {n}; chiploop_cfg.n_hidden = {h}; chiploop_cfg.n_out = {o};",
-        f"chiploop_cfg.recurrent = {int(shape.recurrent)}; chiploop_cfg.synapses = {shape.synapses};",
+        f"chiploop_cfg.recurrent = {recurrent_bits(spec)}; chiploop_cfg.synapses = {shape.synapses};",
+        f"chiploop_cfg.n_layers = {len(spec.hidden_sizes)};",
+        *(f"chiploop_cfg.layer_size[{k}] = {size};" for k, size in enumerate(spec.hidden_sizes)),
         *(f"chiploop_cfg.{f} = (uint16_t)p[{lay['cfg'] + k}];" for k, f in enumerate(CFG_FIELDS)),
         f"for (int k = 0; k < {h + o}; k++) {{",
         *(
@@ -227,11 +241,16 @@ class RuntimeStep:
         with torch.no_grad():
             trace = simulate(self.net, x, self.weights, record_currents=shape.record_i, state=self.state)
         self.state = trace.final
-        values = {("hidden", "n"): trace.spikes["hidden"], ("hidden", "v"): trace.v["hidden"],
+        names = self.net.names
+
+        def hidden(layers: dict[str, torch.Tensor]) -> torch.Tensor:  # one group: layer after layer
+            return torch.cat([layers[n] for n in names], dim=2)
+
+        values = {("hidden", "n"): hidden(trace.spikes), ("hidden", "v"): hidden(trace.v),
                   ("out", "v"): trace.v["out"]}  # fmt: skip
         values[("out", "n")] = trace.spikes.get("out", torch.zeros_like(trace.v["out"]))
         if shape.record_i:
-            values |= {("hidden", "syn"): trace.currents["hidden"], ("out", "syn"): trace.currents["out"]}
+            values |= {("hidden", "syn"): hidden(trace.currents), ("out", "syn"): trace.currents["out"]}
             if shape.synapses == 2:
                 values[("hidden", "syn2")] = trace.currents["hidden_2"]
         for (group, var), a in values.items():
@@ -250,7 +269,7 @@ def build_network(shape: Shape, masks: dict[str, np.ndarray] | None = None):
     """
     from brian2 import Function, Network, NeuronGroup, SpikeMonitor, StateMonitor, TimedArray, ms
 
-    b, h, o = shape.batch, shape.n_hidden, shape.n_out
+    b, h, o = shape.batch, shape.hidden_total, shape.n_out
     layout = ParamLayout.of(shape, masks)
     dt = 1 * ms  # every object gets it explicitly: the caller's defaultclock stays untouched
     params = TimedArray(np.zeros((1, layout.size)), dt=dt, name=PARAMS_NAME)

@@ -118,7 +118,7 @@ def run_compiled(
                 f"Brian2 binary {project / 'main'}: expected a clean run, got exit {done.returncode}: "
                 f"{done.stderr.strip()[-1000:]}"
             )
-        width = {"hidden": shape.batch * shape.n_hidden, "hidden_2": shape.batch * shape.n_hidden,
+        width = {"hidden": shape.batch * shape.hidden_total, "hidden_2": shape.batch * shape.hidden_total,
                  "out": shape.batch * shape.n_out}  # fmt: skip
         state_dtype = np.float64 if shape.fixed else np.float32
 

@@ -15,8 +15,8 @@ from chiploop.emulator.network import NetworkSpec
 class Recording:
     """What a chip run produced: per-layer arrays `[B, T, N]` and metadata.
 
-    spikes: uint8 per layer ("hidden", and "out" for a spiking readout).
-    v: membrane after the step's reset per layer ("hidden", "out"); float32, or int64 for fixed
+    spikes: uint8 per layer (each hidden layer: "hidden", "hidden2", ...; "out" for a spiking readout).
+    v: membrane after the step's reset per layer (hidden layers, "out"); float32, or int64 for fixed
        arithmetic. Empty when the run was asked not to record membranes.
     meta: at least `dropped_spikes` (int), `weights_generation` (int), `wall_time_s` (float).
     currents: synaptic currents per layer ("hidden", "hidden_2", "out") after the step, dtype as v;

@@ -98,11 +98,12 @@ def neuron_constants(
     `mismatch`: multipliers "tau", "threshold", "gain" of length H + O (hidden first; the output
     layer takes no gain, docs/dynamics.md, so its gain entries are unused), as
     `devices.draw_mismatch` returns; None = nominal. The tau multiplier scales every time
-    constant of that neuron. ALIF (`neuron.model: alif`): the first `round(fraction * H)` hidden
-    neurons (half away from zero) get `beta = adaptation.beta`, the others 0; LIF: all 0.
+    constant of that neuron. ALIF (`neuron.model: alif`): the first `round(fraction * n)` neurons of
+    each hidden layer of n (half away from zero) get `beta = adaptation.beta`, the others 0; LIF: all 0.
+    Hidden neurons are those of every hidden layer, layer by layer.
     Per-neuron parameter lists follow `Neuron`'s convention (hidden first, then readout).
     """
-    h, o = spec.n_hidden, spec.n_out
+    h, o = spec.n_hidden_total, spec.n_out
     if mismatch is None:
         mismatch = {name: np.ones(h + o) for name in ("tau", "threshold", "gain")}
     for name in ("tau", "threshold", "gain"):
@@ -114,8 +115,9 @@ def neuron_constants(
     gain = np.asarray(mismatch["gain"], dtype=np.float64)
     neuron, fixed = profile.neuron, profile.arithmetic.kind == "fixed"
 
-    n_adaptive = int(math.floor(neuron.adaptation.fraction * h + 0.5)) if neuron.model == "alif" else 0
-    beta = np.where(np.arange(h) < n_adaptive, neuron.adaptation.beta, 0.0)
+    fraction = neuron.adaptation.fraction if neuron.model == "alif" else 0.0
+    first = [np.arange(n) < math.floor(fraction * n + 0.5) for n in spec.hidden_sizes]
+    beta = np.where(np.concatenate(first), neuron.adaptation.beta, 0.0)
     threshold = per_neuron(profile, "threshold", h + o) * thr_m
     bias = per_neuron(profile, "bias", h + o)
     if fixed:

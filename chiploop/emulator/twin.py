@@ -41,8 +41,9 @@ _SUPERSPIKE = SuperSpike()  # frozen, so one shared default is safe
 class TwinOutput:
     """A forward pass: per-layer `[B, T, N]` tensors.
 
-    spikes: "hidden" (delivered spike counts), and "out" for a spiking readout; surrogate gradient.
-    v: "hidden", "out": membrane after the step's reset, in state units.
+    spikes: each hidden layer's ("hidden", "hidden2", ...: delivered spike counts), and "out" for a
+    spiking readout; surrogate gradient. v: every layer's membrane after the step's reset, in state
+    units.
     """
 
     spikes: dict[str, Tensor]
@@ -87,9 +88,8 @@ class TorchTwin(torch.nn.Module):
             {name: torch.nn.Parameter(torch.zeros(shape, dtype=dtype)) for name, shape in shapes.items()}
         )
         self.device_model = DeviceModel(profile, spec, seed=seed)
-        spiking = spec.readout == "spiking"
-        self.params = network_params(profile, self.constants, spiking, self.compute_dtype)
-        self._chip_params = network_params(profile, self.device_model.constants, spiking, torch.float64)
+        self.params = network_params(profile, self.constants, spec, self.compute_dtype)
+        self._chip_params = network_params(profile, self.device_model.constants, spec, torch.float64)
         self._generator = torch.Generator().manual_seed(seed)
         self._chip_state = "new"  # Chip role: "new" -> "open" (design rules passed) -> "closed"
 
@@ -176,7 +176,7 @@ class TorchTwin(torch.nn.Module):
         return {name: w.to(self.compute_dtype) for name, w in weights.items()}
 
     def _replay_tensors(self, rec: Recording, B: int, T: int) -> dict[str, Tensor]:
-        expected = {"hidden": self.spec.n_hidden}
+        expected = dict(zip(self.spec.layer_names, self.spec.hidden_sizes, strict=True))
         if self.spec.readout == "spiking":
             expected["out"] = self.spec.n_out
         forced = {}
@@ -223,7 +223,7 @@ class TorchTwin(torch.nn.Module):
         v_dtype = np.int64 if self._chip_params.rules.fixed else np.float32
         rate = self.profile.neuron.model == "rate"  # the hidden "spikes" are rates, kept as floats
         spikes = {
-            k: z.numpy().astype(np.float32 if rate and k == "hidden" else np.uint8)
+            k: z.numpy().astype(np.float32 if rate and k != "out" else np.uint8)
             for k, z in trace.spikes.items()
         }
         v = {k: _to_numpy(m, v_dtype) for k, m in trace.v.items()} if record_v else {}

@@ -176,7 +176,7 @@ class BoardNet:
             bias=_tensor(p[Vector.OUT_BIAS]),
             spiking=bool(cfg.flags & ConfigFlag.SPIKING_READOUT),
         )
-        return NetworkParams(rules, hidden, out)
+        return NetworkParams(rules, (hidden,), out)
 
     def run(self, raster: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Advance `len(raster)` ticks (0/1 rows of n_in); returns (z_h counts, z_o, v_h, v_o) per tick."""

@@ -12,6 +12,9 @@
 #ifndef CL_MAX_NEURONS
 #define CL_MAX_NEURONS 512 /* hidden + output neurons */
 #endif
+#ifndef CL_MAX_LAYERS
+#define CL_MAX_LAYERS 4 /* hidden layers */
+#endif
 #ifndef CL_MAX_SYNAPSES
 #define CL_MAX_SYNAPSES 131072 /* weights of all matrices together (active and shadow copies) */
 #endif

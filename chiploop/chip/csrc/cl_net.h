@@ -5,7 +5,8 @@
  * update by the configured rules (saturate, Loihi's wrap, Xylo's per-addition saturation); divisions
  * truncate toward zero unless a rule says floor. Compiled with CL_FLOAT_STATE the same steps run in
  * double precision (`arithmetic: float`: decay factors, no rounding, no bounds). Neurons are indexed
- * hidden first (0..n_hidden-1), then output (n_hidden..n_hidden+n_out-1).
+ * hidden first, layer by layer (0..n_hidden-1), then output (n_hidden..n_hidden+n_out-1). Spikes
+ * cross from one layer to the next, and to the output, one step after they are emitted.
  */
 #ifndef CL_NET_H
 #define CL_NET_H
@@ -24,9 +25,12 @@ typedef int32_t cl_weight;
 typedef int64_t cl_param; /* decay code (see below), threshold, beta, bias in state units */
 #endif
 
-/* Weight matrices, in the order they are stored (see cl_net_n_weights). */
-enum cl_net_matrix { CL_W_IN_HIDDEN, CL_W_HIDDEN_HIDDEN, CL_W_HIDDEN_OUT, CL_W_IN_HIDDEN_2, CL_W_HIDDEN_HIDDEN_2,
-                     CL_N_MATRICES };
+/* Weight matrices, in the order they are stored (see cl_net_n_weights): slot 2k holds the
+ * feed-forward weights into hidden layer k (from the inputs for k = 0, else from layer k - 1),
+ * slot 2k + 1 layer k's recurrence, then the output's weights (from the last hidden layer) and the
+ * second synaptic current's (one hidden layer only). Absent matrices take no storage. */
+enum cl_net_matrix { CL_W_IN_HIDDEN = 0, CL_W_HIDDEN_HIDDEN = 1, CL_W_HIDDEN_OUT = 2 * CL_MAX_LAYERS,
+                     CL_W_IN_HIDDEN_2, CL_W_HIDDEN_HIDDEN_2, CL_N_MATRICES };
 
 /* Optional sparse storage: a matrix with row pointers stores only the weights of its synapses, row
  * by row (CSR: the synapses of pre i are idx[ptr[i]..ptr[i+1]), their weights in the same order). */
@@ -48,15 +52,17 @@ enum cl_decay_rounding {
 
 /* Network shape and layer-wide rules. */
 typedef struct {
-    uint16_t n_in, n_hidden, n_out;
-    uint8_t recurrent;       /* hidden_hidden weights present */
+    uint16_t n_in, n_hidden, n_out; /* n_hidden: neurons of all hidden layers */
+    uint8_t n_layers;                /* hidden layers; 0 or 1: one layer of n_hidden */
+    uint16_t layer_size[CL_MAX_LAYERS]; /* with n_layers > 1: each layer's neurons (sum n_hidden) */
+    uint8_t recurrent;       /* bit k: hidden layer k has recurrent weights */
     uint8_t spiking_readout; /* 0: leaky readout, 1: threshold / reset / refractory */
     uint8_t reset_zero;      /* 1: v = 0 on a spike, 0: v -= count * A */
     uint8_t decay_kind;      /* enum cl_decay_kind, for every decay */
     uint8_t state_bits;      /* 2..48 */
     uint8_t decay_bits;      /* q, 1..24 */
     uint16_t refractory_steps;
-    uint16_t max_spikes_per_step;       /* hidden neurons delivering per step, 0 = unlimited */
+    uint16_t max_spikes_per_step;       /* neurons of a hidden layer delivering per step, 0 = unlimited */
     uint16_t max_input_spikes_per_step; /* input spikes accepted per step, 0 = unlimited */
     /* The rules chips differ on (docs/dynamics.md "Rules"); cl_net_cfg_defaults gives chiploop's. */
     uint8_t input_delay;        /* 0: an input spike reaches the current in its own step; 1: next */
@@ -92,9 +98,10 @@ typedef struct {
     uint32_t dropped; /* hidden and input events lost to the caps since the last reset */
 } cl_net_state;
 
-/* Number of weights: in_hidden [n_in, n_hidden], hidden_hidden [n_hidden, n_hidden] (if recurrent),
- * hidden_out [n_hidden, n_out], then with 2 synaptic currents in_hidden_2 and hidden_hidden_2 (if
- * recurrent), stored back to back in that order, each row-major [pre, post]. */
+/* Number of weights of every matrix present, stored back to back in slot order (enum
+ * cl_net_matrix), each row-major [pre, post]; one hidden layer: in_hidden [n_in, n_hidden],
+ * hidden_hidden [n_hidden, n_hidden] (if recurrent), hidden_out [n_hidden, n_out], then with 2
+ * synaptic currents in_hidden_2 and hidden_hidden_2 (if recurrent). */
 uint32_t cl_net_n_weights(const cl_net_cfg *cfg);
 
 /* chiploop's rules (one step delays, decay then add, truncation, saturation, v >= A, one spike). */

@@ -116,10 +116,55 @@ static cl_value to_state(const cl_net_cfg *cfg, cl_value x)
 
 /* ---------------------------------------------------------------- synaptic input */
 
+/* Hidden layers, the size of layer k and whether it is recurrent. */
+static int layers(const cl_net_cfg *cfg)
+{
+    return cfg->n_layers > 1 ? cfg->n_layers : 1;
+}
+
+static int layer_size(const cl_net_cfg *cfg, int k)
+{
+    return cfg->n_layers > 1 ? cfg->layer_size[k] : cfg->n_hidden;
+}
+
+static int layer_recurrent(const cl_net_cfg *cfg, int k)
+{
+    return (cfg->recurrent >> k) & 1;
+}
+
+/* Shape [pre, post] of the matrix in slot m; 0 if the network has none there. */
+static int matrix_shape(const cl_net_cfg *cfg, int m, int *pre, int *post)
+{
+    const int n_layers = layers(cfg), two = cfg->synapses == 2;
+    if (m < CL_W_HIDDEN_OUT) {
+        const int k = m / 2;
+        if (k >= n_layers || (m % 2 && !layer_recurrent(cfg, k))) {
+            return 0;
+        }
+        *post = layer_size(cfg, k);
+        *pre = m % 2 ? *post : (k == 0 ? cfg->n_in : layer_size(cfg, k - 1));
+        return 1;
+    }
+    if (m == CL_W_HIDDEN_OUT) {
+        *pre = layer_size(cfg, n_layers - 1);
+        *post = cfg->n_out;
+        return 1;
+    }
+    *pre = m == CL_W_IN_HIDDEN_2 ? cfg->n_in : cfg->n_hidden;
+    *post = cfg->n_hidden;
+    return two && (m == CL_W_IN_HIDDEN_2 || layer_recurrent(cfg, 0));
+}
+
 uint32_t cl_net_n_weights(const cl_net_cfg *cfg)
 {
-    const uint32_t h = cfg->n_hidden, in_h = (uint32_t)cfg->n_in * h, rec = cfg->recurrent ? h * h : 0u;
-    return in_h + rec + h * cfg->n_out + (cfg->synapses == 2 ? in_h + rec : 0u);
+    uint32_t n = 0;
+    int m, pre, post;
+    for (m = 0; m < CL_N_MATRICES; m++) {
+        if (matrix_shape(cfg, m, &pre, &post)) {
+            n += (uint32_t)pre * (uint32_t)post;
+        }
+    }
+    return n;
 }
 
 /* One weight matrix as stored: dense [pre, post] row-major, or CSR rows (ptr, idx). */
@@ -132,23 +177,17 @@ typedef struct {
 /* Where matrix m starts in the weights (the matrices before it, dense or sparse). */
 static matrix matrix_at(const cl_net_cfg *cfg, const cl_weight *weights, const cl_net_sparsity *sp, int m)
 {
-    const int n_in = cfg->n_in, nh = cfg->n_hidden, no = cfg->n_out;
-    const int pre[CL_N_MATRICES] = {n_in, nh, nh, n_in, nh}, post[CL_N_MATRICES] = {nh, nh, no, nh, nh};
     matrix out;
-    int k;
+    int k, pre, post;
     out.w = weights;
     for (k = 0; k < m; k++) {
-        const int present = k == CL_W_IN_HIDDEN || k == CL_W_HIDDEN_OUT || (k == CL_W_HIDDEN_HIDDEN && cfg->recurrent) ||
-                            (k == CL_W_IN_HIDDEN_2 && cfg->synapses == 2) ||
-                            (k == CL_W_HIDDEN_HIDDEN_2 && cfg->synapses == 2 && cfg->recurrent);
-        if (present) {
-            out.w += sp && sp->ptr[k] ? sp->ptr[k][pre[k]] : (long)pre[k] * post[k];
+        if (matrix_shape(cfg, k, &pre, &post)) {
+            out.w += sp && sp->ptr[k] ? sp->ptr[k][pre] : (long)pre * post;
         }
     }
+    (void)matrix_shape(cfg, m, &out.n_pre, &out.n_post);
     out.ptr = sp ? sp->ptr[m] : NULL;
     out.idx = sp ? sp->idx[m] : NULL;
-    out.n_pre = pre[m];
-    out.n_post = post[m];
     return out;
 }
 
@@ -282,6 +321,28 @@ const char *cl_net_cfg_problem(const cl_net_cfg *cfg)
     if (cfg->n_in < 1 || cfg->n_hidden < 1 || cfg->n_out < 1) {
         return "n_in, n_hidden and n_out must be >= 1";
     }
+    if (cfg->n_layers > CL_MAX_LAYERS) {
+        return "n_layers exceeds max_layers";
+    }
+    if (cfg->n_layers > 1) {
+        uint32_t total = 0;
+        int k;
+        for (k = 0; k < cfg->n_layers; k++) {
+            if (cfg->layer_size[k] < 1) {
+                return "every hidden layer needs >= 1 neuron";
+            }
+            total += cfg->layer_size[k];
+        }
+        if (total != cfg->n_hidden) {
+            return "layer sizes must add up to n_hidden";
+        }
+        if (cfg->synapses == 2) {
+            return "2 synaptic currents need one hidden layer";
+        }
+    }
+    if (cfg->recurrent >> layers(cfg)) {
+        return "recurrent flags beyond the hidden layers";
+    }
     if (cfg->n_in > CL_MAX_INPUTS) {
         return "n_in exceeds max_inputs";
     }
@@ -358,11 +419,11 @@ void cl_net_step(const cl_net_cfg *cfg, const cl_net_params *p, const cl_weight 
                  const cl_net_sparsity *sparsity, const uint8_t *x_t, cl_net_state *s)
 {
     const int n_in = cfg->n_in, nh = cfg->n_hidden, no = cfg->n_out, pa = cfg->per_addition;
-    const int two = cfg->synapses == 2;
-    int k;
+    const int two = cfg->synapses == 2, n_layers = layers(cfg);
+    int k, layer, first;
 
-    /* The spikes arriving this step: this step's input (delay 0) or the last one's, and the hidden
-     * spikes of the last step. */
+    /* The spikes arriving this step: this step's input (delay 0) or the last one's, and every
+     * layer's spikes of the last step. */
     if (cfg->input_delay) {
         memcpy(arriving, s->x, (size_t)n_in);
     } else {
@@ -375,19 +436,23 @@ void cl_net_step(const cl_net_cfg *cfg, const cl_net_params *p, const cl_weight 
     if (two) {
         start_sums(cfg, nh, s->i2, p->d_syn2, acc2);
     }
-    deliver(cfg, acc, matrix_at(cfg, weights, sparsity, CL_W_IN_HIDDEN), arriving, pa);
-    if (cfg->recurrent) {
-        deliver(cfg, acc, matrix_at(cfg, weights, sparsity, CL_W_HIDDEN_HIDDEN), s->z, pa);
+    for (layer = 0, first = 0; layer < n_layers; first += layer_size(cfg, layer), layer++) {
+        const uint8_t *below = layer == 0 ? arriving : s->z + first - layer_size(cfg, layer - 1);
+        deliver(cfg, acc + first, matrix_at(cfg, weights, sparsity, 2 * layer), below, pa);
+        if (layer_recurrent(cfg, layer)) {
+            deliver(cfg, acc + first, matrix_at(cfg, weights, sparsity, 2 * layer + 1), s->z + first, pa);
+        }
     }
-    deliver(cfg, acc + nh, matrix_at(cfg, weights, sparsity, CL_W_HIDDEN_OUT), s->z, pa);
+    deliver(cfg, acc + nh, matrix_at(cfg, weights, sparsity, CL_W_HIDDEN_OUT),
+            s->z + nh - layer_size(cfg, n_layers - 1), pa);
     if (two) {
         deliver(cfg, acc2, matrix_at(cfg, weights, sparsity, CL_W_IN_HIDDEN_2), arriving, pa);
-        if (cfg->recurrent) {
+        if (layer_recurrent(cfg, 0)) {
             deliver(cfg, acc2, matrix_at(cfg, weights, sparsity, CL_W_HIDDEN_HIDDEN_2), s->z, pa);
         }
     }
 
-    /* Hidden layer (LIF, ALIF where beta != 0). */
+    /* Hidden layers (LIF, ALIF where beta != 0). */
     for (k = 0; k < nh; k++) {
         const cl_value a = (cl_value)p->theta[k] + s->b[k];
         cl_value total;
@@ -407,7 +472,9 @@ void cl_net_step(const cl_net_cfg *cfg, const cl_net_params *p, const cl_weight 
         }
         s->z[k] = (uint8_t)n;
     }
-    s->dropped += apply_cap(s->z, nh, cfg->max_spikes_per_step);
+    for (layer = 0, first = 0; layer < n_layers; first += layer_size(cfg, layer), layer++) {
+        s->dropped += apply_cap(s->z + first, layer_size(cfg, layer), cfg->max_spikes_per_step);
+    }
 
     /* Output layer: leaky integrator, or spiking (one spike at most) with the hidden layer's rule. */
     for (k = nh; k < nh + no; k++) {
