@@ -76,7 +76,9 @@ class NetworkParams:
         return tuple("hidden" if k == 0 else f"hidden{k + 1}" for k in range(len(self.layers)))
 
 
-def network_params(profile: ChipProfile, c: NeuronConstants, spec: NetworkSpec, dtype: torch.dtype) -> NetworkParams:
+def network_params(
+    profile: ChipProfile, c: NeuronConstants, spec: NetworkSpec, dtype: torch.dtype
+) -> NetworkParams:
     """Tensors of the neuron constants `c` of `spec`'s neurons under `profile`'s rules (fixed
     arithmetic: float64); the hidden constants are split layer by layer."""
     rules = Rules.of(profile)
@@ -573,8 +575,8 @@ class NetworkState:
     @classmethod
     def rest(cls, net: NetworkParams, batch: int, n_in: int, dtype: torch.dtype) -> NetworkState:
         hidden = tuple(LayerState.rest(batch, p, net.rules, dtype) for p in net.layers)
-        return cls(hidden, LayerState.rest(batch, net.out, net.rules, dtype),
-                   torch.zeros(batch, n_in, dtype=dtype), tuple(torch.zeros_like(h.v) for h in hidden))  # fmt: skip
+        out = LayerState.rest(batch, net.out, net.rules, dtype)
+        return cls(hidden, out, torch.zeros(batch, n_in, dtype=dtype), tuple(torch.zeros_like(h.v) for h in hidden))
 
 
 def _feedback(credit: Credit, name: str, w: Tensor) -> Tensor | None:
@@ -620,9 +622,9 @@ def simulate(
     dropped_h = x.new_zeros(x.shape[0])
     pre, z_pre, last = "in", x_tm, start.x_last  # spikes sent by the layer below, and before the run
     for k, (name, p) in enumerate(zip(net.names, net.layers, strict=True)):
-        w_ff = w[f"{pre}_{name}"]
-        feed = _feed(z_pre, last, w_ff, _feedback(credit, f"{pre}_{name}", w_ff),
-                     rules.input_delay if k == 0 else 1, w.get("in_hidden_2") if k == 0 else None)  # fmt: skip
+        w_ff, delay = w[f"{pre}_{name}"], rules.input_delay if k == 0 else 1
+        fb = _feedback(credit, f"{pre}_{name}", w_ff)
+        feed = _feed(z_pre, last, w_ff, fb, delay, w.get("in_hidden_2") if k == 0 else None)
         w_rec = w.get(f"{name}_{name}")
         recurrent = (w_rec, w.get("hidden_hidden_2") if k == 0 else None) if w_rec is not None else None
         z, v, i, dropped, end = _run_layer(
@@ -662,4 +664,5 @@ def _feed(
         drive = _matmul(z.contiguous(), w)
     else:
         drive = _matmul(z, feedback) + _matmul(z.detach(), w - feedback)
-    return Feed(_arriving(list(z.unbind(0)), last, delay), w, w2, _arriving(list(drive.unbind(0)), last @ w, delay))
+    arriving = _arriving(list(drive.unbind(0)), last @ w, delay)
+    return Feed(_arriving(list(z.unbind(0)), last, delay), w, w2, arriving)
