@@ -576,7 +576,8 @@ class NetworkState:
     def rest(cls, net: NetworkParams, batch: int, n_in: int, dtype: torch.dtype) -> NetworkState:
         hidden = tuple(LayerState.rest(batch, p, net.rules, dtype) for p in net.layers)
         out = LayerState.rest(batch, net.out, net.rules, dtype)
-        return cls(hidden, out, torch.zeros(batch, n_in, dtype=dtype), tuple(torch.zeros_like(h.v) for h in hidden))
+        z_last = tuple(torch.zeros_like(h.v) for h in hidden)
+        return cls(hidden, out, torch.zeros(batch, n_in, dtype=dtype), z_last)
 
 
 def _feedback(credit: Credit, name: str, w: Tensor) -> Tensor | None:
@@ -654,9 +655,7 @@ def simulate(
     )  # fmt: skip
 
 
-def _feed(
-    z: Tensor, last: Tensor, w: Tensor, feedback: Tensor | None, delay: int, w2: Tensor | None
-) -> Feed:
+def _feed(z: Tensor, last: Tensor, w: Tensor, feedback: Tensor | None, delay: int, w2: Tensor | None) -> Feed:
     """What reaches a layer from spikes `z [T, B, pre]` sent through `w` (`last`: sent the step
     before the run), `delay` steps later; `feedback`: a fixed matrix carrying the gradient to `z`
     instead of `w` (w keeps its own gradient)."""
