@@ -395,11 +395,16 @@ class Credit:
     feedback: fixed matrices B sending the gradient backward in place of feed-forward weights (which
     keep their own exact gradient): a `[H_last, O]` tensor for the readout's weights, or a dict
     keyed by matrix name ("hidden_out", "hidden_hidden2", ...: feedback alignment across layers).
+    direct: fixed `[H_k, O]` matrices by hidden layer name: that layer's spikes get the readout's
+    error through B_k (zero forward value, one step later like the readout's input), and no gradient
+    crosses from a hidden layer to the one below (direct feedback alignment; the last layer reaches
+    the readout through its own weights or `feedback`, so its entry is not used).
     truncation k: all state is detached every k steps (truncated BPTT).
     """
 
     recurrent: Literal["full", "diag", "none"] = "full"
     feedback: Tensor | dict[str, Tensor] | None = None
+    direct: dict[str, Tensor] | None = None
     truncation: int | None = None
 
     def __post_init__(self) -> None:
@@ -622,10 +627,12 @@ def simulate(
     spikes, vs, currents, ends = {}, {}, {}, []
     dropped_h = x.new_zeros(x.shape[0])
     pre, z_pre, last = "in", x_tm, start.x_last  # spikes sent by the layer below, and before the run
+    shortcut = None  # direct feedback alignment: B_k paths from the hidden layers to the readout
     for k, (name, p) in enumerate(zip(net.names, net.layers, strict=True)):
         w_ff, delay = w[f"{pre}_{name}"], rules.input_delay if k == 0 else 1
         fb = _feedback(credit, f"{pre}_{name}", w_ff)
-        feed = _feed(z_pre, last, w_ff, fb, delay, w.get("in_hidden_2") if k == 0 else None)
+        below = z_pre.detach() if credit.direct is not None and k else z_pre
+        feed = _feed(below, last, w_ff, fb, delay, w.get("in_hidden_2") if k == 0 else None)
         w_rec = w.get(f"{name}_{name}")
         recurrent = (w_rec, w.get("hidden_hidden_2") if k == 0 else None) if w_rec is not None else None
         z, v, i, dropped, end = _run_layer(
@@ -634,9 +641,12 @@ def simulate(
         )  # fmt: skip
         spikes[name], vs[name], dropped_h, ends = z, v, dropped_h + dropped, [*ends, end]
         currents |= {f"{name}{key}": c for key, c in i.items()}
+        if credit.direct is not None and k < len(net.layers) - 1:
+            path = _matmul(z, credit.direct[name].detach().to(z.dtype))
+            shortcut = (path - path.detach()) + (0 if shortcut is None else shortcut)
         pre, z_pre, last = name, z, start.z_last[k]
     w_out = w[f"{pre}_out"]
-    out_feed = _feed(z_pre, last, w_out, _feedback(credit, f"{pre}_out", w_out), 1, None)
+    out_feed = _feed(z_pre, last, w_out, _feedback(credit, f"{pre}_out", w_out), 1, None, shortcut)
     z_o, v_o, i_o, _, end_o = _run_layer(
         net.out, rules, surrogate, out_feed, None, credit, tm.get("out"), noise.get("out"),
         record_currents, start.out, z_pre.new_zeros(0),
@@ -655,13 +665,24 @@ def simulate(
     )  # fmt: skip
 
 
-def _feed(z: Tensor, last: Tensor, w: Tensor, feedback: Tensor | None, delay: int, w2: Tensor | None) -> Feed:
+def _feed(
+    z: Tensor,
+    last: Tensor,
+    w: Tensor,
+    feedback: Tensor | None,
+    delay: int,
+    w2: Tensor | None,
+    shortcut: Tensor | None = None,
+) -> Feed:
     """What reaches a layer from spikes `z [T, B, pre]` sent through `w` (`last`: sent the step
     before the run), `delay` steps later; `feedback`: a fixed matrix carrying the gradient to `z`
-    instead of `w` (w keeps its own gradient)."""
+    instead of `w` (w keeps its own gradient); `shortcut`: `[T, B, N]` added to the drive (zero
+    values carrying gradients elsewhere)."""
     if feedback is None:
         drive = _matmul(z.contiguous(), w)
     else:
         drive = _matmul(z, feedback) + _matmul(z.detach(), w - feedback)
+    if shortcut is not None:
+        drive = drive + shortcut
     arriving = _arriving(list(drive.unbind(0)), last @ w, delay)
     return Feed(_arriving(list(z.unbind(0)), last, delay), w, w2, arriving)

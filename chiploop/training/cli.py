@@ -69,8 +69,12 @@ def train_command(
         defaults.LR_DECAY
     ),
     batch_size: Annotated[int, typer.Option(min=1, help="samples per step")] = defaults.BATCH_SIZE,
-    hidden: Annotated[int, typer.Option(min=1, help="hidden neurons")] = defaults.HIDDEN,
-    recurrent: Annotated[bool, typer.Option(help="recurrent hidden layer (W_rec hidden -> hidden)")] = False,
+    hidden: Annotated[
+        str, typer.Option(help="hidden neurons; several hidden layers: sizes separated by commas, 256,128")
+    ] = str(defaults.HIDDEN),
+    recurrent: Annotated[
+        bool, typer.Option(help="recurrent hidden layers (each: W_rec hidden -> hidden)")
+    ] = (False),
     set_: Annotated[
         list[str] | None,
         typer.Option(
@@ -99,7 +103,7 @@ def train_command(
         chip_profile = load_profile(profile).with_overrides(parse_assignments(set_ or [], "--set"))
         task_options = parse_assignments(task_option or [], "--task-option")
         the_task = make_task(task, seed=seed, **task_options)
-        spec = NetworkSpec(the_task.n_in, hidden, the_task.n_out, recurrent=recurrent)
+        spec = NetworkSpec(the_task.n_in, parse_hidden(hidden), the_task.n_out, recurrent=recurrent)
         _check_fits(chip_profile, spec, task)
         trainer = Trainer(
             chip_profile,
@@ -151,6 +155,19 @@ def _resumed(ctx: typer.Context, out: Path | None, progress: bool, plots: bool) 
     return Trainer.from_run(out, progress=progress, plots=plots)
 
 
+def parse_hidden(text: str) -> int | tuple[int, ...]:
+    """`--hidden`: "128" -> 128, "256,128" -> (256, 128); anything else -> one error line."""
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise TrainingError(
+            f"--hidden: expected positive integers separated by commas (256,128), got {text!r}"
+        )
+    return sizes[0] if len(sizes) == 1 else sizes
+
+
 def _check_fits(profile: ChipProfile, spec: NetworkSpec, task: str) -> None:
     """Refuse a network the chip cannot host, saying what would fit (a smaller --hidden, another task)."""
     from chiploop.chip_profiles.fit import suggest
@@ -159,6 +176,8 @@ def _check_fits(profile: ChipProfile, spec: NetworkSpec, task: str) -> None:
     try:
         check_network(profile, spec)
     except DesignRuleError as exc:
+        if len(spec.hidden_sizes) > 1:  # the rule's detail names the layer
+            raise
         hint = suggest(profile, task, spec.n_hidden, spec.recurrent, n_in=spec.n_in, n_out=spec.n_out)
         raise DesignRuleError(exc.rule, exc.limit, exc.value, hint) from None
 

@@ -36,7 +36,7 @@ import torch
 from chiploop.chip_profiles.model import ChipProfile
 from chiploop.emulator.chip import Chip, Recording
 from chiploop.emulator.network import NetworkSpec
-from chiploop.errors import TrainingError
+from chiploop.errors import ChipError, TrainingError
 from chiploop.outdir import OutputError, claim, entries
 from chiploop.training import defaults
 from chiploop.training.runs import (
@@ -141,7 +141,7 @@ def evaluate_on_chip(
         rec = chip.run(x)
         outs.append(torch.from_numpy(np.asarray(rec.v["out"][:take], dtype=np.float64)))
         targets.append(batch.targets[:take])
-        spikes += int(rec.spikes["hidden"][:take].sum(dtype=np.int64))
+        spikes += sum(int(rec.spikes[name][:take].sum(dtype=np.int64)) for name in spec.layer_names)
         seen += take
     if seen == 0:
         raise TrainingError(f"nothing to evaluate: split {split!r} with limit {limit!r} holds no sample")
@@ -149,8 +149,13 @@ def evaluate_on_chip(
     return {
         "loss": float(task.loss(out_v, y)),
         "metric": float(task.metric(out_v, y)),
-        "spikes_per_neuron_per_sample": spikes / (seen * spec.n_hidden),
+        "spikes_per_neuron_per_sample": spikes / (seen * spec.n_hidden_total),
     }
+
+
+def _listed(value: Any) -> Any:
+    """A tuple as a list (YAML writes lists), anything else unchanged."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def reseed_chip_noise(chip: Chip, seed: int, epoch: int) -> bool:
@@ -283,7 +288,7 @@ class Trainer:
         out_dir: str | Path | None = None,
         progress: bool = True,
         *,
-        n_hidden: int = defaults.HIDDEN,
+        n_hidden: int | tuple[int, ...] = defaults.HIDDEN,
         init_scale: float = 1.0,
         task_options: Mapping[str, Any] | None = None,
         estimator_options: Mapping[str, Any] | None = None,
@@ -303,7 +308,7 @@ class Trainer:
         for name, value in (("lr", lr), ("init_scale", init_scale), ("lr_decay", lr_decay)):
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise TrainingError(f"{name} must be a finite number > 0, got {value!r}")
-        for name, value, low in (("batch_size", batch_size, 1), ("n_hidden", n_hidden, 1), ("seed", seed, 0)):
+        for name, value, low in (("batch_size", batch_size, 1), ("seed", seed, 0)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise TrainingError(f"{name} must be an int >= {low}, got {value!r}")
         self.profile = load_profile(profile) if isinstance(profile, str) else profile
@@ -311,7 +316,10 @@ class Trainer:
         self.estimator = self._make_estimator(estimator, rate_reg, rate_target, seed)
         self.task_options = dict(task_options or {})
         self.task = self._make_task(task, seed)
-        self.spec = spec if spec is not None else NetworkSpec(self.task.n_in, n_hidden, self.task.n_out)
+        try:
+            self.spec = spec if spec is not None else NetworkSpec(self.task.n_in, n_hidden, self.task.n_out)
+        except ChipError as exc:
+            raise TrainingError(str(exc).replace("NetworkSpec.", "")) from None
         if (self.spec.n_in, self.spec.n_out) != (self.task.n_in, self.task.n_out):
             raise TrainingError(
                 f"spec has n_in={self.spec.n_in}, n_out={self.spec.n_out}; task {self.task.name!r} needs "
@@ -404,9 +412,9 @@ class Trainer:
             "profile_spec": self.profile.model_dump(mode="json"),
             "network": {
                 "n_in": self.spec.n_in,
-                "n_hidden": self.spec.n_hidden,
+                "n_hidden": _listed(self.spec.n_hidden),
                 "n_out": self.spec.n_out,
-                "recurrent": self.spec.recurrent,
+                "recurrent": _listed(self.spec.recurrent),
                 "readout": self.spec.readout,
             },
             "task": {"name": self.task.name, "seed": self.seed, "options": self.task_options},

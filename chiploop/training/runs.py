@@ -43,11 +43,19 @@ _CHECKPOINT_KEYS = ("format", "epoch", "weights", "optimizer", "rng", "history",
 
 
 def default_run_dir(
-    profile: str, task: str, estimator: str, mode: str, n_hidden: int, seed: int, root: str | Path = "runs"
+    profile: str,
+    task: str,
+    estimator: str,
+    mode: str,
+    n_hidden: int | tuple[int, ...],
+    seed: int,
+    root: str | Path = "runs",
 ) -> Path:
-    """`runs/<profile>-<task>-<estimator>-<mode>-h<hidden>-s<seed>`, with `-2`, `-3`, ... appended
-    when that directory already holds a run (runs that differ otherwise never share a directory)."""
-    base = Path(root) / f"{profile}-{task}-{estimator}-{mode}-h{n_hidden}-s{seed}"
+    """`runs/<profile>-<task>-<estimator>-<mode>-h<hidden>-s<seed>` (several hidden layers: h256-128),
+    with `-2`, `-3`, ... appended when that directory already holds a run (runs that differ
+    otherwise never share a directory)."""
+    hidden = "-".join(map(str, n_hidden)) if isinstance(n_hidden, tuple) else n_hidden
+    base = Path(root) / f"{profile}-{task}-{estimator}-{mode}-h{hidden}-s{seed}"
     path, n = base, 1
     while entries(path):
         n += 1

@@ -62,7 +62,7 @@ def layer_units(profile: ChipProfile, spec: NetworkSpec) -> dict[str, float]:
     floor = weight_floor(profile)
     units = {}
     for name, (fan_in, _) in spec.weight_shapes().items():
-        natural = theta * ((1.0 - kappa) * (1.0 - alpha_out) if name == "hidden_out" else 1.0)
+        natural = theta * ((1.0 - kappa) * (1.0 - alpha_out) if name.endswith("_out") else 1.0)
         units[name] = max(natural, floor * math.sqrt(fan_in))
     return units
 

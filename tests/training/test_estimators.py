@@ -85,6 +85,7 @@ def test_registry_names():
         "eprop_random",
         "snap1",
         "feedback_alignment",
+        "direct_feedback_alignment",
         "weight_perturbation",
         "node_perturbation",
         "stdp_sgd",
@@ -305,7 +306,7 @@ def test_random_feedback_has_the_scale_of_the_readout_it_replaces(profile):
     digits = make_task("digits", seed=0)
     twin = TorchTwin(load_profile(profile), NetworkSpec(digits.n_in, 64, digits.n_out), dtype=torch.float64)
     init_weights(twin, torch.Generator().manual_seed(0))
-    b = make_estimator("eprop_random").feedback.matrix(twin)
+    b = make_estimator("eprop_random").feedback.matrices(twin)["hidden_out"]
     assert 0.7 < float(b.norm() / twin.weights["hidden_out"].detach().norm()) < 1.4
     task, batch = ScaledReadout.of(digits, twin.profile), next(digits.batches("train", 32))
     symmetric = make_estimator("eprop").estimate(twin, batch, task).grads["in_hidden"].norm()

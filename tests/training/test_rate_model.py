@@ -49,7 +49,7 @@ def batch(task):
 def test_rate_step_is_the_leaky_tanh_formula():
     profile = rate_profile(bias=0.1)
     spec = NetworkSpec(N_IN, N_H, N_OUT, recurrent=True)
-    net = network_params(profile, neuron_constants(profile, spec), False, torch.float64)
+    net = network_params(profile, neuron_constants(profile, spec), spec, torch.float64)
     gen = torch.Generator().manual_seed(1)
     x = (torch.rand(3, T, N_IN, generator=gen) < 0.4).double()
     w = {k: torch.randn(s, generator=gen, dtype=torch.float64) for k, s in spec.weight_shapes().items()}

@@ -8,7 +8,7 @@ from chiploop.errors import TrainingError
 from chiploop.training.estimators.base import Estimator, GradEstimate, GradientEstimator
 from chiploop.training.estimators.bptt import BPTT, TBPTT
 from chiploop.training.estimators.eprop import EProp, EPropRandom, SnAp1
-from chiploop.training.estimators.feedback_alignment import FeedbackAlignment
+from chiploop.training.estimators.feedback_alignment import DirectFeedbackAlignment, FeedbackAlignment
 from chiploop.training.estimators.noisy_oracle import NoisyOracle
 from chiploop.training.estimators.perturbation import NodePerturbation, WeightPerturbation
 from chiploop.training.estimators.stdp_sgd import STDPSGD
@@ -22,6 +22,7 @@ _REGISTRY: dict[str, type[Estimator]] = {
         EPropRandom,
         SnAp1,
         FeedbackAlignment,
+        DirectFeedbackAlignment,
         WeightPerturbation,
         NodePerturbation,
         STDPSGD,

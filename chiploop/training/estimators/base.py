@@ -7,13 +7,13 @@ of `model.weights` — e.g. `model.hardware_weights(generator)` for hardware-awa
 gradient is always taken w.r.t. the parameters in `model.weights`.
 
 The objective is `task.loss(out_v, targets) + rate_reg · mean_j((rate_j − rate_target)²)`, rate_j
-the hidden neuron j's spikes per step averaged over batch and time.
+the hidden neuron j's spikes per step averaged over batch and time (j over every hidden layer).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from chiploop.emulator.chip import Chip, Recording
+from chiploop.emulator.network import NetworkSpec
 from chiploop.errors import TrainingError
 from chiploop.training.tasks import Batch, Task
 
@@ -88,10 +89,13 @@ class Estimator(ABC):
             loss = loss + self.rate_reg * ((rate - self.rate_target) ** 2).mean()
         return loss
 
-    def value(self, task: Task, rec: Recording, targets: Tensor, dtype: torch.dtype) -> float:
-        """The objective at the forward values of a recording."""
+    def value(
+        self, task: Task, rec: Recording, targets: Tensor, dtype: torch.dtype, spec: NetworkSpec
+    ) -> float:
+        """The objective at the forward values of a recording of a `spec` network."""
         out_v = torch.as_tensor(np.asarray(rec.v["out"]), dtype=dtype)
-        z = torch.as_tensor(np.asarray(rec.spikes["hidden"]), dtype=dtype)
+        layers = {k: torch.as_tensor(np.asarray(a), dtype=dtype) for k, a in rec.spikes.items()}
+        z = hidden_spikes(layers, spec)
         return float(self.objective(task, out_v, z, targets))
 
     def loss_at(
@@ -107,9 +111,9 @@ class Estimator(ABC):
         if chip is None:
             with torch.no_grad():
                 out = model(inputs, weights=weights)
-            return float(self.objective(task, out.v["out"], out.spikes["hidden"], targets))
+            return float(self.objective(task, out.v["out"], hidden_spikes(out.spikes, model.spec), targets))
         chip.write_weights(numpy_weights(weights))
-        return self.value(task, run_on_chip(chip, inputs), targets, model_dtype(model))
+        return self.value(task, run_on_chip(chip, inputs), targets, model_dtype(model), model.spec)
 
     def zero_order(
         self,
@@ -134,6 +138,12 @@ class Estimator(ABC):
         finally:
             if chip is not None:
                 chip.write_weights(numpy_weights(w))
+
+
+def hidden_spikes(spikes: Mapping[str, Tensor], spec: NetworkSpec) -> Tensor:
+    """Every hidden layer's spikes as one `[B, T, H]` tensor, layer after layer."""
+    layers = [spikes[name] for name in spec.layer_names]
+    return layers[0] if len(layers) == 1 else torch.cat(layers, dim=2)
 
 
 def model_dtype(model: TorchTwin) -> torch.dtype:

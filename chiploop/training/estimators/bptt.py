@@ -13,6 +13,7 @@ from chiploop.training.estimators.base import (
     Weights,
     forward_weights,
     grads_of,
+    hidden_spikes,
     inputs_of,
     run_on_chip,
 )
@@ -40,7 +41,7 @@ class BPTT(Estimator):
         x, w = inputs_of(batch, model), forward_weights(model, weights)
         replay = run_on_chip(chip, x) if chip is not None else None
         out = model(x, weights=w, replay=replay)
-        loss = self.objective(task, out.v["out"], out.spikes["hidden"], batch.targets)
+        loss = self.objective(task, out.v["out"], hidden_spikes(out.spikes, model.spec), batch.targets)
         return GradEstimate(float(loss.detach()), grads_of(loss, model), int(chip is not None))
 
 

@@ -7,7 +7,9 @@ membrane, reset, refractoriness, adaptation — the twin's, step by step) and th
 L_t^j = ∂L/∂z_t^j is the readout error routed through the readout filter and W_out (or a fixed
 random B). The spikes z_{t−1} fed back through W_rec are stop-gradiented ("none"), or all but the
 self-connections ("diag", SnAp-1). Without recurrence and with B = W_out, e-prop equals BPTT.
-The readout weights get their exact gradient.
+The readout weights get their exact gradient. With several hidden layers each layer has its own
+learning signal: the error of the layer above, sent down through that layer's weights (symmetric)
+or a fixed random B per layer (eprop_random), and the cut applies to every layer's recurrence.
 """
 
 from __future__ import annotations
@@ -23,34 +25,59 @@ from chiploop.training.estimators.unroll import Credit
 from chiploop.training.units import layer_units
 
 if TYPE_CHECKING:
+    from chiploop.emulator.network import NetworkSpec
     from chiploop.emulator.twin import TorchTwin
 
 
 class RandomFeedback:
-    """A fixed random feedback matrix B `[H, O]` per shape, N(0, 1)·scale/sqrt(H), from `seed`.
+    """Fixed random feedback matrices, N(0, 1)·scale/sqrt(pre) each, drawn from one `seed`.
 
-    `scale` None: the readout's weight unit (`layer_units`), so that B is drawn like the Trainer
-    draws W_out and the hidden layer's gradients keep bptt's size (a B larger than W_out would act
-    as a larger learning rate of the hidden layers).
+    `matrices`: one B per feed-forward matrix leaving a hidden layer ("hidden_out" with one hidden
+    layer; "hidden_hidden2", ..., "<last>_out" with several), shaped like it: the error crosses every
+    layer through a B instead of Wᵀ. `direct`: one B `[H_k, O]` per hidden layer, sending the readout
+    error straight to it (direct feedback alignment). `scale` None: the weight unit of the matrix B
+    stands for (`layer_units`; the readout's for `direct`), so that B is drawn like the Trainer draws
+    W and the gradients keep bptt's size (a larger B would act as a larger learning rate).
     """
 
     def __init__(self, seed: int = 0, scale: float | None = None) -> None:
         self.seed, self.scale = seed, scale
-        self._cache: dict[tuple[int, int, torch.dtype], Tensor] = {}
+        self._cache: dict[tuple, dict[str, Tensor]] = {}
 
-    def matrix(self, model: TorchTwin) -> Tensor:
-        w_out = model.weights["hidden_out"]
-        key = (*w_out.shape, w_out.dtype)
+    def matrices(self, model: TorchTwin) -> dict[str, Tensor]:
+        """One B per feed-forward matrix leaving a hidden layer, keyed like it."""
+        spec = model.spec
+        shapes = {k: s for k, s in spec.weight_shapes().items() if _leaves_a_hidden_layer(k, spec)}
+        return self._draw(model, "through", shapes, {k: k for k in shapes})
+
+    def direct(self, model: TorchTwin) -> dict[str, Tensor]:
+        """One B `[H_k, O]` per hidden layer, keyed by its name."""
+        spec = model.spec
+        shapes = {name: (n, spec.n_out) for name, n in zip(spec.layer_names, spec.hidden_sizes, strict=True)}
+        readout = f"{spec.layer_names[-1]}_out"
+        return self._draw(model, "direct", shapes, dict.fromkeys(shapes, readout))
+
+    def _draw(
+        self, model: TorchTwin, kind: str, shapes: dict[str, tuple[int, int]], unit_of: dict[str, str]
+    ) -> dict[str, Tensor]:
+        dtype = next(iter(model.weights.values())).dtype
+        key = (kind, tuple(shapes.items()), dtype)
         if key not in self._cache:
-            scale = layer_units(model.profile, model.spec)["hidden_out"] if self.scale is None else self.scale
+            units = layer_units(model.profile, model.spec)
             gen = torch.Generator().manual_seed(self.seed)
-            b = (
-                torch.randn(tuple(w_out.shape), generator=gen, dtype=torch.float64)
-                * scale
-                / math.sqrt(w_out.shape[0])
-            )
-            self._cache[key] = b.to(w_out.dtype)
+            drawn = {}
+            for name, shape in shapes.items():
+                scale = units[unit_of[name]] if self.scale is None else self.scale
+                b = torch.randn(shape, generator=gen, dtype=torch.float64) * scale / math.sqrt(shape[0])
+                drawn[name] = b.to(dtype)
+            self._cache[key] = drawn
         return self._cache[key]
+
+
+def _leaves_a_hidden_layer(name: str, spec: NetworkSpec) -> bool:
+    """A feed-forward matrix whose presynaptic layer is hidden ("hidden_out", "hidden_hidden2", ...)."""
+    pre, post = name.split("_", 1)
+    return pre in spec.layer_names and post != pre
 
 
 class EProp(CreditEstimator):
@@ -73,7 +100,7 @@ class EPropRandom(CreditEstimator):
         self.feedback = RandomFeedback(seed, feedback_scale)
 
     def credit(self, model: TorchTwin) -> Credit:
-        return Credit(recurrent="none", feedback=self.feedback.matrix(model))
+        return Credit(recurrent="none", feedback=self.feedback.matrices(model))
 
 
 class SnAp1(CreditEstimator):

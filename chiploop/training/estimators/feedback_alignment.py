@@ -1,5 +1,11 @@
-"""Feedback alignment: full BPTT, but the readout error reaches the hidden layer through a fixed
-random matrix B instead of W_outᵀ (Lillicrap et al. 2016); W_out gets its exact gradient."""
+"""Feedback alignment (Lillicrap et al. 2016) and direct feedback alignment (Nøkland 2016): full
+BPTT, but the error reaches the hidden layers through fixed random matrices instead of the
+transposed weights; every weight still gets the gradient of its own layer's error.
+
+feedback_alignment: the error crosses each feed-forward matrix leaving a hidden layer (W_out, and
+between hidden layers W_k→k+1) through its own B. direct_feedback_alignment: the readout error goes
+straight to every hidden layer through a B `[H_k, O]`; no error travels between hidden layers.
+With one hidden layer the two are the same rule."""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class FeedbackAlignment(CreditEstimator):
-    """BPTT with random fixed feedback (seeded; scale as `eprop.RandomFeedback`)."""
+    """BPTT with random fixed feedback across every layer (seeded; scale as `eprop.RandomFeedback`)."""
 
     name = "feedback_alignment"
 
@@ -23,4 +29,20 @@ class FeedbackAlignment(CreditEstimator):
         self.feedback = RandomFeedback(seed, feedback_scale)
 
     def credit(self, model: TorchTwin) -> Credit:
-        return Credit(recurrent="full", feedback=self.feedback.matrix(model))
+        return Credit(recurrent="full", feedback=self.feedback.matrices(model))
+
+
+class DirectFeedbackAlignment(CreditEstimator):
+    """BPTT within each layer; the readout error reaches every hidden layer through its own fixed
+    random B (seeded; scale as `eprop.RandomFeedback`)."""
+
+    name = "direct_feedback_alignment"
+
+    def __init__(self, seed: int = 0, feedback_scale: float | None = None, **base: float) -> None:
+        super().__init__(**base)
+        self.feedback = RandomFeedback(seed, feedback_scale)
+
+    def credit(self, model: TorchTwin) -> Credit:
+        direct = self.feedback.direct(model)
+        last = model.spec.layer_names[-1]
+        return Credit(recurrent="full", feedback={f"{last}_out": direct[last]}, direct=direct)

@@ -28,9 +28,10 @@ from chiploop.training.estimators.base import (
     GradEstimate,
     Weights,
     forward_weights,
+    hidden_spikes,
     inputs_of,
 )
-from chiploop.training.estimators.unroll import unroll
+from chiploop.training.estimators.unroll import unroll_trace
 from chiploop.training.tasks import Batch, Task
 
 if TYPE_CHECKING:
@@ -128,15 +129,19 @@ class NodePerturbation(Estimator):
         x = inputs_of(batch, model)
         w = {k: v.detach() for k, v in forward_weights(model, weights).items()}
 
-        def loss_of(noise: dict[str, Tensor] | None) -> tuple[float, Tensor]:
-            with torch.no_grad():
-                out_v, z = unroll(model, x, w, node_noise=noise)
-                return float(self.objective(task, out_v, z, batch.targets)), z
+        spec = model.spec
 
-        loss, z = loss_of(None)
+        def loss_of(noise: dict[str, Tensor] | None) -> tuple[float, dict[str, Tensor]]:
+            with torch.no_grad():
+                trace = unroll_trace(model, x, w, node_noise=noise)
+                z = hidden_spikes(trace.spikes, spec)
+                return float(self.objective(task, trace.v["out"], z, batch.targets)), trace.spikes
+
+        loss, spikes = loss_of(None)
         n_b, n_t, _ = x.shape
-        shapes = {"hidden": (n_b, n_t, w["in_hidden"].shape[1]), "out": (n_b, n_t, w["hidden_out"].shape[1])}
-        dtype = z.dtype
+        sizes = dict(zip(spec.layer_names, spec.hidden_sizes, strict=True)) | {"out": spec.n_out}
+        shapes = {k: (n_b, n_t, n) for k, n in sizes.items()}
+        dtype = spikes["hidden"].dtype
         g_s = {k: torch.zeros(s, dtype=dtype) for k, s in shapes.items()}
         for _ in range(self.n_samples):
             xi = {
@@ -149,11 +154,11 @@ class NodePerturbation(Estimator):
             for k in g_s:
                 g_s[k] += coef * xi[k]
         x_in = arriving_inputs(x.to(dtype), model.params.rules)
-        z_pre = z[:, :-1]
-        grads = {
-            "in_hidden": torch.einsum("bti,btj->ij", x_in, g_s["hidden"]),
-            "hidden_out": torch.einsum("bti,btj->ij", z_pre, g_s["out"][:, 1:]),
-        }
-        if "hidden_hidden" in w:
-            grads["hidden_hidden"] = torch.einsum("bti,btj->ij", z_pre, g_s["hidden"][:, 1:])
+        grads = {}
+        for name in w:  # "pre_post": the clean pass's presynaptic activity times dL/ds of post
+            pre, post = name.split("_", 1)
+            if pre == "in":
+                grads[name] = torch.einsum("bti,btj->ij", x_in, g_s[post])
+            else:  # a hidden layer's spikes arrive one step later
+                grads[name] = torch.einsum("bti,btj->ij", spikes[pre][:, :-1], g_s[post][:, 1:])
         return GradEstimate(loss, {k: grads[k].to(model.weights[k].dtype) for k in model.weights}, 0)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from chiploop.chip.dynamics import Credit, cap_spikes, simulate
+from chiploop.chip.dynamics import Credit, Trace, cap_spikes, simulate
 from chiploop.emulator.chip import Recording
 from chiploop.errors import TrainingError
 
@@ -37,33 +37,49 @@ def unroll(
     credit: Credit | None = None,
     node_noise: dict[str, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Readout membrane `[B, T, O]` and hidden spikes `[B, T, H]` (see module doc).
+    """Readout membrane `[B, T, O]` and the spikes of every hidden layer `[B, T, H]` (see module doc)."""
+    trace = unroll_trace(model, inputs, weights, values, credit, node_noise)
+    names = model.params.names
+    z = trace.spikes[names[0]] if len(names) == 1 else torch.cat([trace.spikes[n] for n in names], dim=2)
+    return trace.v["out"], z
 
-    `node_noise`: optional currents added to the synaptic input of the hidden ("hidden" `[B, T, H]`)
-    and readout ("out" `[B, T, O]`) neurons, before the gain.
+
+def unroll_trace(
+    model: TorchTwin,
+    inputs: Tensor,
+    weights: dict[str, Tensor],
+    values: Recording | None = None,
+    credit: Credit | None = None,
+    node_noise: dict[str, Tensor] | None = None,
+) -> Trace:
+    """The whole run of `unroll`: every layer's spikes and membranes.
+
+    `node_noise`: optional currents added to the synaptic input of each layer's neurons (by layer
+    name: "hidden", "hidden2", ..., "out"; `[B, T, N]`), before the gain.
     """
     dtype = model.compute_dtype
     w = {k: v.to(dtype) for k, v in weights.items()}
-    trace = simulate(
+    return simulate(
         model.params,
         inputs.to(dtype),
         w,
         model.surrogate,
-        replay=_recorded(values, dtype),
+        replay=_recorded(values, dtype, model.params.names),
         credit=credit or Credit(),
         node_noise=node_noise,
     )
-    return trace.v["out"], trace.spikes["hidden"]
 
 
-def _recorded(values: Recording | None, dtype: torch.dtype) -> dict[str, Tensor] | None:
+def _recorded(
+    values: Recording | None, dtype: torch.dtype, names: tuple[str, ...]
+) -> dict[str, Tensor] | None:
     if values is None:
         return None
-    if "hidden" not in values.spikes or "out" not in values.v:
+    if any(n not in values.spikes for n in names) or "out" not in values.v:
         raise TrainingError(
-            "replay needs recorded spikes['hidden'] and v['out'] (run the chip with record_v=True)"
+            f"replay needs recorded spikes of {list(names)} and v['out'] (run the chip with record_v=True)"
         )
-    replay = {"hidden": values.spikes["hidden"], "v_out": values.v["out"]}
+    replay = {n: values.spikes[n] for n in names} | {"v_out": values.v["out"]}
     if "out" in values.spikes:
         replay["out"] = values.spikes["out"]
     return {k: torch.tensor(np.asarray(a), dtype=dtype) for k, a in replay.items()}
