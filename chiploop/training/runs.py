@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import yaml
 
+from chiploop.cost import COST_COLUMNS
 from chiploop.errors import TrainingError
 from chiploop.outdir import atomic_write_bytes, entries, write_guard
 
@@ -36,6 +37,7 @@ METRIC_COLUMNS = (
     "test_metric",
     "spikes_per_neuron_per_sample",
     "chip_runs",
+    *(f"test_{c}" for c in COST_COLUMNS),
 )
 TIMING_COLUMNS = ("epoch", "wall_chip_s", "wall_host_s")
 CHECKPOINT_FORMAT = 1
