@@ -3,7 +3,9 @@
 Synaptic operations per matrix `pre_post` (`_2`: the second synaptic current of the pair) are read
 from the presynaptic activity (`in` = the input raster, else the recorded spikes of layer `pre`):
 dense = every presynaptic entry of every step times the matrix's fan-out; effective = nonzero
-presynaptic entries times the nonzero synapses they reach. A matrix whose presynaptic activity holds
+presynaptic entries times the nonzero synapses they reach (a recurrent matrix, `pre` = `post`, feeds
+each step's spikes into the next step, so the last step's spikes, which would arrive after the run,
+are not counted; its dense count includes the first step's all-zero state). A matrix whose presynaptic activity holds
 only 0 and 1 counts accumulates (ACs), otherwise multiply-accumulates (MACs), as NeuroBench does.
 Activation sparsity is the fraction of zero entries over every recorded spiking layer, steps and
 samples; connection sparsity the fraction of zero weights on the chip; the footprint the weights at
@@ -107,14 +109,16 @@ class ActivityCounter:
             **{k: np.asarray(v[:take]) for k, v in rec.spikes.items()},
         }
         for name in self.spec.weight_shapes():
-            pre = matrix_ends(name)[0]
+            pre, post = matrix_ends(name)
             if pre not in activity:
                 raise ChipError(f"matrix {name!r} needs the spikes of layer {pre!r}, the recording has none")
             act = activity[pre]
             w = np.asarray(self.weights[name])
+            self.dense[name] = self.dense.get(name, 0) + act.shape[0] * act.shape[1] * w.size
+            if pre == post:  # recurrence: the last step's spikes would arrive after the run
+                act = act[:, :-1]
             reach = np.count_nonzero(w != 0, axis=1).astype(np.int64)
             active = (act != 0).reshape(-1, act.shape[-1]).sum(axis=0, dtype=np.int64)
-            self.dense[name] = self.dense.get(name, 0) + act.shape[0] * act.shape[1] * w.size
             self.effective[name] = self.effective.get(name, 0) + int(active @ reach)
             self.graded[name] = self.graded.get(name, False) or bool(np.any((act != 0) & (act != 1)))
         for layer, s in rec.spikes.items():

@@ -170,10 +170,10 @@ def deploy_cell(cell: Cell) -> dict[str, Any]:
         batch_size=config.batch_size,
     )
     return {
+        **{c: deployed[c] for c in COST_COLUMNS},
         "test_metric": deployed["metric_mean"],
         "test_metric_std": deployed["metric_std"],
         "model": _model(cell).key,
-        **{c: deployed[c] for c in COST_COLUMNS},
     }
 
 
