@@ -13,6 +13,15 @@ import typer
 from chiploop.cost.deploy import CSV_COLUMNS, DEFAULT_PROFILES
 
 COST_CSV, COST_PLOT = "cost.csv", "cost_vs_accuracy.png"
+_SHORT = {  # the table's names for missing cost fields (cost.csv spells them out)
+    "cost.energy_per_synop_j": "synop",
+    "cost.energy_per_mac_j": "mac",
+    "cost.energy_per_neuron_update_j": "neuron",
+    "cost.energy_per_spike_j": "spike",
+    "cost.static_power_w": "static",
+    "cost.time_per_synop_s": "t_synop",
+    "cost.time_per_neuron_update_s": "t_neuron",
+}
 
 
 def _number(value: float, fmt: str) -> str:
@@ -71,7 +80,7 @@ def cost_command(
         if not r["hosted"]:
             table.add_row(r["profile"], "—", "—", "—", "—", "—", "cannot host: " + d.broken_short)
             continue
-        notes = f"unpublished: {' '.join(m.removeprefix('cost.') for m in d.missing)}" if d.missing else ""
+        notes = f"no figure: {' '.join(_SHORT[m] for m in d.missing)}" if d.missing else ""
         table.add_row(
             r["profile"],
             _number(r["test_metric"], ".3f"),

@@ -5,8 +5,9 @@ from the presynaptic activity (`in` = the input raster, else the recorded spikes
 dense = every presynaptic entry of every step times the matrix's fan-out; effective = nonzero
 presynaptic entries times the nonzero synapses they reach (a recurrent matrix, `pre` = `post`, feeds
 each step's spikes into the next step, so the last step's spikes, which would arrive after the run,
-are not counted; its dense count includes the first step's all-zero state). A matrix whose presynaptic activity holds
-only 0 and 1 counts accumulates (ACs), otherwise multiply-accumulates (MACs), as NeuroBench does.
+are not counted; its dense count includes the first step's all-zero state). A matrix whose
+presynaptic activity holds only 0 and 1 counts accumulates (ACs), otherwise multiply-accumulates
+(MACs), as NeuroBench does.
 Activation sparsity is the fraction of zero entries over every recorded spiking layer, steps and
 samples; connection sparsity the fraction of zero weights on the chip; the footprint the weights at
 the chip's resolution plus the neuron state registers.

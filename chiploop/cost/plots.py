@@ -35,7 +35,10 @@ def plot_pareto(
         ax.plot(*zip(*front, strict=True), color="black", lw=1, ls="--", label="Pareto front")
         ax.legend(fontsize=8)
     if known:
+        from matplotlib.ticker import NullFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels crowd a narrow range
     unknown = sorted({lab for lab, e, _ in points if not (math.isfinite(e) and e > 0)})
     if unknown:
         ax.text(0, -0.22, "no energy estimate: " + ", ".join(unknown), transform=ax.transAxes, fontsize=7)

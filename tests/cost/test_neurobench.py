@@ -51,7 +51,9 @@ class Replay(nn.Module):
 class ChipNetwork(nn.Module):
     """The chiploop network as a step-wise torch module (`net(x_t) -> (out_t, hidden_t)`)."""
 
-    def __init__(self, spec: NetworkSpec, weights: dict[str, np.ndarray], spikes: dict, registers: dict) -> None:
+    def __init__(
+        self, spec: NetworkSpec, weights: dict[str, np.ndarray], spikes: dict, registers: dict
+    ) -> None:
         super().__init__()
         self.spec = spec
         self.fc = nn.ModuleDict()
@@ -106,7 +108,9 @@ def _measure(
         torch.utils.data.TensorDataset(torch.from_numpy(x.astype(np.float32)), batch.targets[:SAMPLES]),
         batch_size=SAMPLES,
     )
-    bench = Benchmark(model, data, [], [], [[Footprint, ConnectionSparsity], [ActivationSparsity, SynapticOperations]])
+    bench = Benchmark(
+        model, data, [], [], [[Footprint, ConnectionSparsity], [ActivationSparsity, SynapticOperations]]
+    )
     return ours, bench.run(quiet=True)
 
 
