@@ -10,9 +10,8 @@ from typing import Annotated
 
 import typer
 
-from chiploop.cost.deploy import CSV_COLUMNS, DEFAULT_PROFILES
-
 COST_CSV, COST_PLOT = "cost.csv", "cost_vs_accuracy.png"
+DEFAULT_PROFILES = ("loihi2", "xylo", "brainscales2", "dynapse2", "pcm_crossbar", "rram_crossbar")
 _SHORT = {  # the table's names for missing cost fields (cost.csv spells them out)
     "cost.energy_per_synop_j": "synop",
     "cost.energy_per_mac_j": "mac",
@@ -47,7 +46,7 @@ def cost_command(
     from rich.table import Table
 
     from chiploop.chip_profiles.loader import load_profile
-    from chiploop.cost.deploy import RunNetwork, deploy
+    from chiploop.cost.deploy import CSV_COLUMNS, RunNetwork, deploy
     from chiploop.cost.plots import plot_pareto
     from chiploop.outdir import atomic_write_bytes
     from chiploop.training.runs import format_value

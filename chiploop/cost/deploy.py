@@ -22,7 +22,6 @@ from chiploop.emulator.network import NetworkSpec
 from chiploop.errors import DesignRuleError, TrainingError
 from chiploop.training.runs import CHECKPOINT, RunDir
 
-DEFAULT_PROFILES = ("loihi2", "xylo", "brainscales2", "dynapse2", "pcm_crossbar", "rram_crossbar")
 CSV_COLUMNS = ("profile", "hosted", "test_metric", *COST_COLUMNS, "cost_missing", "rules_broken")
 
 
