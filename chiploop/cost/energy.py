@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from chiploop.chip_profiles.model import ChipProfile
+from chiploop.cost.counts import layer_sizes
 from chiploop.emulator.network import NetworkSpec
 
 
@@ -41,7 +42,7 @@ def _sum(terms: list[tuple[str, float | None, float]], missing: list[str]) -> fl
 def estimate(profile: ChipProfile, spec: NetworkSpec, counts: dict[str, float], steps: int) -> Estimate:
     """Energy and latency of one inference of `steps` steps with per-sample `counts` (`ActivityCounter`)."""
     c, missing = profile.cost, []
-    updates = spec.n_neurons * steps
+    updates = sum(layer_sizes(spec).values()) * steps
     synops, op_figure, op_name = (
         (counts["synops_dense"], c.energy_per_mac_j, "energy_per_mac_j")
         if c.synapse_op == "mac"

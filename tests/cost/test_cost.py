@@ -139,3 +139,15 @@ def test_a_weight_resolution_sweep_moves_energy(tmp_path: Path) -> None:
     assert 0 < float(rows["2"]["energy_j"]) < float(rows["8"]["energy_j"])
     assert float(rows["2"]["footprint_bytes"]) < float(rows["8"]["footprint_bytes"])
     assert (tmp_path / "metric_vs_energy.png").stat().st_size > 0
+
+
+def test_the_pareto_front_keeps_what_nothing_beats() -> None:
+    from chiploop.cost.plots import pareto_front
+
+    points = [(3.0, 0.9), (1.0, 0.5), (2.0, 0.4), (2.0, 0.8), (4.0, 0.85)]
+    assert pareto_front(points) == [(1.0, 0.5), (2.0, 0.8), (3.0, 0.9)]
+
+
+def test_an_unknown_energy_is_null_in_summary_json(tmp_path: Path) -> None:
+    RunDir(tmp_path).write_summary({"final": {"test_energy_j": math.nan, "test_latency_s": 0.03}})
+    assert '"test_energy_j": null' in (tmp_path / "summary.json").read_text()
