@@ -17,12 +17,21 @@ import numpy as np
 from chiploop.chip_profiles.model import ChipProfile
 from chiploop.chip_profiles.rules import RULES
 from chiploop.cost import COST_COLUMNS
+from chiploop.cost.counts import footprint_bytes
 from chiploop.cost.energy import estimate
 from chiploop.emulator.network import NetworkSpec
 from chiploop.errors import DesignRuleError, TrainingError
 from chiploop.training.runs import CHECKPOINT, RunDir
 
-CSV_COLUMNS = ("profile", "hosted", "test_metric", *COST_COLUMNS, "cost_missing", "rules_broken")
+CSV_COLUMNS = (
+    "profile",
+    "hosted",
+    "test_metric",
+    *COST_COLUMNS,
+    "footprint_by_layer",
+    "cost_missing",
+    "rules_broken",
+)
 
 
 @dataclass
@@ -34,6 +43,7 @@ class Deployment:
     values: dict[str, float] = field(default_factory=dict)
     missing: tuple[str, ...] = ()
     broken: tuple[DesignRuleError, ...] = ()
+    footprint: dict[str, float] = field(default_factory=dict)
 
     @property
     def broken_short(self) -> str:
@@ -47,6 +57,7 @@ class Deployment:
             "hosted": int(self.hosted),
             **blank,
             **self.values,
+            "footprint_by_layer": " ".join(f"{k}={v:g}" for k, v in self.footprint.items()),
             "cost_missing": " ".join(self.missing),
             "rules_broken": "; ".join(map(str, self.broken)),
         }
@@ -114,7 +125,8 @@ def deploy(
     finally:
         chip.close()
     values = {"test_metric": result["metric"], **{c: result[c] for c in COST_COLUMNS}}
-    return Deployment(profile.name, True, values, missing_figures(profile, network.spec))
+    footprint = footprint_bytes(network.spec, profile)
+    return Deployment(profile.name, True, values, missing_figures(profile, network.spec), footprint=footprint)
 
 
 def missing_figures(profile: ChipProfile, spec: NetworkSpec) -> tuple[str, ...]:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.cost import COST_COLUMNS, ActivityCounter, cost_metrics
+from chiploop.cost import COST_COLUMNS, ActivityCounter, cost_metrics, footprint_bytes
 from chiploop.emulator.chip import Chip, Recording
 from chiploop.emulator.network import NetworkSpec
 from chiploop.errors import TrainingError
@@ -725,6 +725,7 @@ class Trainer:
                 best_epoch=best["epoch"],
                 best_test_metric=best["test_metric"],
                 chip_runs=sum(r["chip_runs"] for r in rows),
+                footprint_bytes_by_layer=footprint_bytes(self.spec, self.profile),
                 wall_chip_s=sum(t["wall_chip_s"] for t in timing),
                 wall_host_s=sum(t["wall_host_s"] for t in timing),
             )

@@ -56,6 +56,14 @@ def test_a_run_records_its_cost_in_metrics_and_summary(digits_run: Path) -> None
     assert 0 < last["test_energy_j"] < 1e-3 and 0 < last["test_latency_s"] < 1
     summary = RunDir(digits_run).file("summary.json").read_text()
     assert '"test_energy_j"' in summary and '"test_footprint_bytes"' in summary
+    by_layer = RunDir(digits_run).read_summary()["footprint_bytes_by_layer"]
+    assert by_layer == {
+        "w:in_hidden": 64 * 16,
+        "w:hidden_out": 16 * 10,
+        "state:hidden": 16 * 2 * 3,
+        "state:out": 60,
+    }
+    assert sum(by_layer.values()) == last["test_footprint_bytes"]
 
 
 def test_cost_prints_a_row_per_chip_and_writes_csv_and_plot(digits_run: Path, tmp_path: Path) -> None:
