@@ -699,7 +699,9 @@ class Trainer:
                 f"checkpoint {self.run.file('checkpoint.pt')} does not fit this run: {exc}"
             ) from None
         self.epoch = int(state["epoch"])
-        self.history = History(list(state["history"]), list(state["timing"]))
+        # a run checkpointed before a column existed gets it as NaN (not measured then)
+        rows = [{**dict.fromkeys(METRIC_COLUMNS, math.nan), **row} for row in state["history"]]
+        self.history = History(rows, list(state["timing"]))
         self.run.write_rows(METRICS, METRIC_COLUMNS, self.history.rows)
         self.run.write_rows(TIMING, TIMING_COLUMNS, self.history.timing)
 

@@ -159,3 +159,22 @@ def test_the_pareto_front_keeps_what_nothing_beats() -> None:
 def test_an_unknown_energy_is_null_in_summary_json(tmp_path: Path) -> None:
     RunDir(tmp_path).write_summary({"final": {"test_energy_j": math.nan, "test_latency_s": 0.03}})
     assert '"test_energy_j": null' in (tmp_path / "summary.json").read_text()
+
+
+def test_a_checkpoint_from_before_the_cost_columns_still_restores(digits_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import torch
+
+    old = tmp_path / "old"
+    shutil.copytree(digits_run, old)
+    state = torch.load(old / "checkpoint.pt", weights_only=True)
+    state["history"] = [
+        {k: v for k, v in r.items() if not k.endswith(COST_COLUMNS)} for r in state["history"]
+    ]
+    trainer = Trainer.from_run(old, progress=False, plots=False)
+    trainer._restore(state)
+    assert math.isnan(trainer.history.last["test_energy_j"])
+    assert RunDir(old).read_rows("metrics.csv")[0]["test_metric"] == pytest.approx(
+        state["history"][0]["test_metric"], rel=1e-5
+    )
