@@ -16,6 +16,7 @@ from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from chiploop import __version__
 from chiploop.chip_profiles.cli import app as profiles_app
+from chiploop.cost.cli import cost_command
 from chiploop.errors import ChiploopError
 from chiploop.firmware_bridge.cli import app as board_app
 from chiploop.training.characterize_cli import characterize_command
@@ -86,6 +87,7 @@ app.add_typer(board_app, name="board")
 app.add_typer(reproduce_app, name="reproduce")
 app.command("characterize")(characterize_command)
 app.command("train")(train_command)
+app.command("cost")(cost_command)
 
 
 def _print_version(value: bool) -> None:

@@ -41,6 +41,10 @@ CHECKS = {
     "chiploop characterize --profile pcm_crossbar --task digits --kind deploy --sweep "
     "noise.periphery.weight_sigma=0,0.05,0.1 --sweep weights.bits=3,5,8 --estimators bptt,eprop --seeds 2 "
     "--out runs/pcm": "slow",
+    "chiploop train --target twin --epochs 1 --hidden 32 --out runs/digits && chiploop cost "
+    "runs/digits": "slow",
+    "chiploop characterize --profile loihi2 --task digits --kind deploy --sweep weights.bits=2,4,8 "
+    "--estimators bptt --seeds 1 --epochs 1 --hidden 16 --target twin --out runs/loihi2-bits": "slow",
     "chiploop reproduce list": "run",
     "chiploop reproduce ghosh2023 --quick": "slow",
     "chiploop reproduce liu2022 --quick --out runs/liu2022-quick": "slow",

@@ -314,6 +314,39 @@ class Limits(Section):
     )
 
 
+class Cost(Section):
+    """Published energy and timing figures of the chip's operations (docs/cost.md); null: no published
+    figure, the term is left out of the estimate and named as missing."""
+
+    synapse_op: Literal["accumulate", "mac"] = _field(
+        "accumulate",
+        "accumulate: event-driven, a spike costs one operation per nonzero synapse it reaches; mac: a "
+        "crossbar multiplies every input row with every column each step (dense MACs)",
+    )
+    energy_per_synop_j: NonNeg | None = _field(
+        None, "synapse_op accumulate: one synaptic event (a spike through one nonzero synapse)", "J"
+    )
+    energy_per_mac_j: NonNeg | None = _field(
+        None, "synapse_op mac: one multiply-accumulate with its share of DAC/ADC periphery", "J"
+    )
+    energy_per_neuron_update_j: NonNeg | None = _field(None, "one neuron's state update in one step", "J")
+    energy_per_spike_j: NonNeg | None = _field(None, "emitting and routing one spike", "J")
+    static_power_w: NonNeg | None = _field(None, "static (idle) power, paid for the whole latency", "W")
+    time_per_synop_s: NonNeg | None = _field(None, "synapse_op accumulate: time of one synaptic event", "s")
+    time_per_neuron_update_s: NonNeg | None = _field(None, "time of one neuron's state update", "s")
+    time_per_step_s: NonNeg | None = _field(
+        None,
+        "wall time of one step; null: dt_s x time_scale for a chip that runs in physical time "
+        "(cost.physical_time), else the sum of the operation times",
+        "s",
+    )
+    physical_time: bool = _field(
+        False,
+        "the chip's dynamics run in physical time (analog, or a real-time clock): a step lasts "
+        "dt_s x time_scale",
+    )
+
+
 class ChipProfile(Section):
     """Everything chiploop knows about a chip family."""
 
@@ -335,6 +368,7 @@ class ChipProfile(Section):
     weights: Weights = Weights()
     noise: Noise = Noise()
     limits: Limits = Limits()
+    cost: Cost = Cost()
     source: dict[str, str] = Field(
         default_factory=dict,
         description="field path (such as neuron.tau_mem_s) -> where its value comes from",

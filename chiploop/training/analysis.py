@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from chiploop.cost import COST_COLUMNS
 from chiploop.errors import ChiploopError
 from chiploop.training.curvature import EigenEstimate, hessian_top_eigenvalue, hessian_trace
 from chiploop.training.estimators import GradientEstimator, make_estimator
@@ -173,22 +174,25 @@ def deployed_metric(
     split: str = "test",
     batch_size: int = 64,
 ) -> dict[str, float]:
-    """Mean and std of the task metric of `weights` deployed on `draws` fresh chip instances.
+    """Mean and std of the task metric of `weights` deployed on `draws` fresh chip instances, and
+    the mean of each cost column (`chiploop.cost.COST_COLUMNS`) over them.
 
     Each draw is a new chip seed: new frozen mismatch, faults and programming noise.
     """
     from chiploop.emulator.targets import open_chip
     from chiploop.training.loop import evaluate_on_chip
 
-    metrics = []
+    results = []
     for draw in range(draws):
         chip = open_chip(target, profile, spec, seed=10_000 + draw)
         try:
             chip.write_weights(weights)
-            metrics.append(evaluate_on_chip(chip, task, spec, split, batch_size)["metric"])
+            results.append(evaluate_on_chip(chip, task, spec, split, batch_size))
         finally:
             chip.close()
-    return {"metric_mean": float(np.mean(metrics)), "metric_std": float(np.std(metrics))}
+    metrics = [r["metric"] for r in results]
+    costs = {c: float(np.mean([r[c] for r in results])) for c in COST_COLUMNS}
+    return {"metric_mean": float(np.mean(metrics)), "metric_std": float(np.std(metrics)), **costs}
 
 
 def noise_robustness(

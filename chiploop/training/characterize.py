@@ -28,6 +28,7 @@ import numpy as np
 import yaml
 
 from chiploop.chip_profiles.model import ChipProfile
+from chiploop.cost import COST_COLUMNS
 from chiploop.outdir import OutputError, claim, write_guard
 from chiploop.training.sweep_plots import PLOT_FILES
 from chiploop.training.sweeps import (
@@ -98,6 +99,7 @@ def _model_stats(trainer: Any, config: CharacterizeConfig, seed: int) -> dict[st
         "train_metric": last["train_metric"],
         "gen_gap": generalization_gap(last["train_metric"], last["test_metric"]),
         "spikes_per_neuron": last["spikes_per_neuron_per_sample"],
+        **{c: last[f"test_{c}"] for c in COST_COLUMNS},
         "lambda_max": curvature.value,
         **quality.as_row(),
     }
@@ -168,6 +170,7 @@ def deploy_cell(cell: Cell) -> dict[str, Any]:
         batch_size=config.batch_size,
     )
     return {
+        **{c: deployed[c] for c in COST_COLUMNS},
         "test_metric": deployed["metric_mean"],
         "test_metric_std": deployed["metric_std"],
         "model": _model(cell).key,

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from chiploop.chip_profiles.model import ChipProfile
+from chiploop.cost import COST_COLUMNS, ActivityCounter, cost_metrics, footprint_bytes
 from chiploop.emulator.chip import Chip, Recording
 from chiploop.emulator.network import NetworkSpec
 from chiploop.errors import ChipError, TrainingError
@@ -125,13 +126,15 @@ class MeteredChip:
 def evaluate_on_chip(
     chip: Chip, task: Any, spec: NetworkSpec, split: str, batch_size: int, limit: int | None = None
 ) -> dict[str, float]:
-    """Loss, metric and hidden spikes per neuron per sample of `split` (first `limit` samples).
+    """Loss, metric, hidden spikes per neuron per sample and the cost of one inference
+    (`chiploop.cost.COST_COLUMNS`) of `split` (first `limit` samples).
 
     Runs the weights the chip holds now; every batch is padded to `batch_size` (one compiled shape
     on the emulator). Loss and metric are computed once over the whole split.
     """
     n = task.split_size(split) if limit is None else min(limit, task.split_size(split))
     outs, targets, spikes, seen = [], [], 0, 0
+    counter = ActivityCounter(spec, chip.read_weights())
     for batch in task.batches(split, batch_size):
         take = min(len(batch.inputs), n - seen)
         if take <= 0:
@@ -142,6 +145,7 @@ def evaluate_on_chip(
         outs.append(torch.from_numpy(np.asarray(rec.v["out"][:take], dtype=np.float64)))
         targets.append(batch.targets[:take])
         spikes += sum(int(rec.spikes[name][:take].sum(dtype=np.int64)) for name in spec.layer_names)
+        counter.add(x, rec, take)
         seen += take
     if seen == 0:
         raise TrainingError(f"nothing to evaluate: split {split!r} with limit {limit!r} holds no sample")
@@ -150,6 +154,7 @@ def evaluate_on_chip(
         "loss": float(task.loss(out_v, y)),
         "metric": float(task.metric(out_v, y)),
         "spikes_per_neuron_per_sample": spikes / (seen * spec.n_hidden_total),
+        **cost_metrics(chip.profile, spec, counter),
     }
 
 
@@ -528,6 +533,7 @@ class Trainer:
             "test_metric": test["metric"],
             "spikes_per_neuron_per_sample": test["spikes_per_neuron_per_sample"],
             "chip_runs": chip_runs,
+            **{f"test_{k}": test[k] for k in COST_COLUMNS},
         }
 
     # ------------------------------------------------------------------ training
@@ -701,7 +707,9 @@ class Trainer:
                 f"checkpoint {self.run.file('checkpoint.pt')} does not fit this run: {exc}"
             ) from None
         self.epoch = int(state["epoch"])
-        self.history = History(list(state["history"]), list(state["timing"]))
+        # a run checkpointed before a column existed gets it as NaN (not measured then)
+        rows = [{**dict.fromkeys(METRIC_COLUMNS, math.nan), **row} for row in state["history"]]
+        self.history = History(rows, list(state["timing"]))
         self.run.write_rows(METRICS, METRIC_COLUMNS, self.history.rows)
         self.run.write_rows(TIMING, TIMING_COLUMNS, self.history.timing)
 
@@ -727,6 +735,7 @@ class Trainer:
                 best_epoch=best["epoch"],
                 best_test_metric=best["test_metric"],
                 chip_runs=sum(r["chip_runs"] for r in rows),
+                footprint_bytes_by_layer=footprint_bytes(self.spec, self.profile),
                 wall_chip_s=sum(t["wall_chip_s"] for t in timing),
                 wall_host_s=sum(t["wall_host_s"] for t in timing),
             )

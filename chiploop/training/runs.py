@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 import yaml
 
+from chiploop.cost import COST_COLUMNS
 from chiploop.errors import TrainingError
 from chiploop.outdir import atomic_write_bytes, entries, write_guard
 
@@ -36,6 +38,7 @@ METRIC_COLUMNS = (
     "test_metric",
     "spikes_per_neuron_per_sample",
     "chip_runs",
+    *(f"test_{c}" for c in COST_COLUMNS),
 )
 TIMING_COLUMNS = ("epoch", "wall_chip_s", "wall_host_s")
 CHECKPOINT_FORMAT = 1
@@ -166,9 +169,19 @@ class RunDir:
 
     # summary --------------------------------------------------------------------------------------
     def write_summary(self, summary: Mapping[str, Any]) -> None:
+        """Write `summary.json`; a NaN (an energy no cited figure gives) is written as null."""
         self._make()
-        text = json.dumps(dict(summary), indent=2, sort_keys=True) + "\n"
+        text = json.dumps(_nan_to_none(dict(summary)), indent=2, sort_keys=True) + "\n"
         atomic_write_bytes(self.file(SUMMARY), text.encode())
 
     def read_summary(self) -> dict[str, Any]:
         return json.loads(self.file(SUMMARY).read_text())
+
+
+def _nan_to_none(value: Any) -> Any:
+    """`value` with every float NaN, in nested dicts and lists, replaced by None (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nan_to_none(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value

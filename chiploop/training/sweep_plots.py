@@ -1,6 +1,6 @@
-"""PNG figures of a sweep: metric vs swept value and heatmap (results.csv), bias vs variance and
-λ_max vs gap (per model: models.csv of a deploy sweep, results.csv of a train sweep). Each figure is
-written atomically; a failed write is one OutputError."""
+"""PNG figures of a sweep: metric vs swept value, heatmap and metric vs energy (results.csv), bias
+vs variance and λ_max vs gap (per model: models.csv of a deploy sweep, results.csv of a train
+sweep). Each figure is written atomically; a failed write is one OutputError."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ import numpy as np
 from chiploop.training.plots import pyplot, save_figure
 
 # Every file `write_sweep_plots` may write (glob patterns): `--overwrite` deletes these.
-PLOT_FILES = ("metric_vs_*.png", "heatmap_*.png", "bias_vs_variance.png", "lambda_max_vs_gap.png")
+PLOT_FILES = (
+    "metric_vs_*.png",
+    "heatmap_*.png",
+    "bias_vs_variance.png",
+    "lambda_max_vs_gap.png",
+    "metric_vs_energy.png",
+)
 DPI = 120
 
 
@@ -137,6 +143,23 @@ def plot_curvature_vs_gap(models: Path, out: Path) -> Path:
     return _scatter(models, "lambda_max", "gen_gap", out, "λ_max vs generalization gap", True, False)
 
 
+def plot_metric_vs_energy(results: Path, fields: Sequence[str], out: Path) -> Path:
+    """Test metric against energy per inference, one point per cell labelled with its swept values,
+    and the Pareto front."""
+    from chiploop.cost.plots import plot_pareto
+
+    rows = _rows(results)
+    points = [
+        (
+            " ".join(f"{f.rsplit('.', 1)[-1]}={r[f]}" for f in fields) + f" {r['estimator']} s{r['seed']}",
+            _num(r["energy_j"]),
+            _num(r["test_metric"]),
+        )
+        for r in rows
+    ]
+    return plot_pareto(points, out, "test metric", "test metric vs energy per inference (one point per cell)")
+
+
 def write_sweep_plots(results: Path, fields: Sequence[str], models: Path | None = None) -> list[Path]:
     """Every figure that fits the swept fields; returns their paths. `models`: the table of the
     trained models when it is not results.csv (deploy sweeps)."""
@@ -149,6 +172,7 @@ def write_sweep_plots(results: Path, fields: Sequence[str], models: Path | None 
     if len(fields) == 2:
         for est in sorted({r["estimator"] for r in _rows(results)}):
             paths.append(plot_heatmap(results, fields, est, out_dir / f"heatmap_{est}.png"))
+    paths.append(plot_metric_vs_energy(results, fields, out_dir / "metric_vs_energy.png"))
     paths.append(plot_bias_variance(models, out_dir / "bias_vs_variance.png"))
     paths.append(plot_curvature_vs_gap(models, out_dir / "lambda_max_vs_gap.png"))
     return paths

@@ -144,6 +144,7 @@ def test_overwrite_replaces_the_previous_sweep_entirely(train_over_deploy):
     assert sorted(p.name for p in out.glob("*.png")) == [
         "bias_vs_variance.png",
         "lambda_max_vs_gap.png",
+        "metric_vs_energy.png",
         "metric_vs_noise.read.sigma.png",
     ]
     assert len(list((out / "cells").iterdir())) == 2  # the deploy sweep's model is gone

@@ -114,7 +114,7 @@ def test_in_the_loop_learns_and_writes_the_run(tmp_path) -> None:
     for name in ("learning_curves.png", "raster.png", "weights.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     for on_disk, row in zip(RunDir(tmp_path).read_rows(METRICS), history.rows, strict=True):
-        assert on_disk == pytest.approx(row, rel=1e-5)
+        assert on_disk == pytest.approx(row, rel=1e-5, nan_ok=True)  # ideal: no energy figure, NaN
     summary = RunDir(tmp_path).read_summary()
     assert summary["status"] == "ok" and summary["epochs_done"] == 3
     assert summary["best_test_metric"] == max(r["test_metric"] for r in history.rows)

@@ -75,7 +75,7 @@ def test_csv_cells_are_stable_and_round_trip(tmp_path) -> None:
     run.append_row(METRICS, METRIC_COLUMNS, row | {"epoch": 2})
     lines = (tmp_path / METRICS).read_text().splitlines()
     assert lines[0] == ",".join(METRIC_COLUMNS)
-    assert lines[1] == "1,0.25,0.25,0.25,0.25,0.25,7"
+    assert lines[1] == "1,0.25,0.25,0.25,0.25,0.25,7" + ",0.25" * (len(METRIC_COLUMNS) - 7)
     assert run.read_rows(METRICS)[1] == row | {"epoch": 2}
 
 
