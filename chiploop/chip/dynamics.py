@@ -97,19 +97,19 @@ def network_params(
         return tensor(a) if np.any(np.asarray(a) != 0) else None
 
     layers = []
-    for lo, hi in _bounds(spec.hidden_sizes):
-        beta = c.beta_h[lo:hi]
+    for s in spec.hidden_slices():
+        beta = c.beta_h[s]
         adaptive = bool(np.any(beta != 0))
-        gain = c.gain_h[lo:hi]
+        gain = c.gain_h[s]
         layers.append(
             LayerParams(
-                mem=factor(c.mem_h[lo:hi]),
-                theta=tensor(c.threshold_h[lo:hi]),
-                syn=factor(c.syn_h[lo:hi]) if c.syn_enabled else None,
-                syn2=None if c.syn2_h is None else factor(c.syn2_h[lo:hi]),
+                mem=factor(c.mem_h[s]),
+                theta=tensor(c.threshold_h[s]),
+                syn=factor(c.syn_h[s]) if c.syn_enabled else None,
+                syn2=None if c.syn2_h is None else factor(c.syn2_h[s]),
                 gain=None if np.all(gain == 1.0) else tensor(gain),
-                bias=nonzero(c.bias_h[lo:hi]),
-                ada=factor(c.ada_h[lo:hi]) if adaptive else None,
+                bias=nonzero(c.bias_h[s]),
+                ada=factor(c.ada_h[s]) if adaptive else None,
                 beta=tensor(beta) if adaptive else None,
                 spiking=True,
                 max_spike_count=rules.max_spike_count,
@@ -125,12 +125,6 @@ def network_params(
         max_spike_count=1,
     )
     return NetworkParams(rules, tuple(layers), out)
-
-
-def _bounds(sizes: tuple[int, ...]) -> list[tuple[int, int]]:
-    """[start, stop) of each layer in a layer-by-layer numbering."""
-    stops = np.cumsum(sizes).tolist()
-    return list(zip([0, *stops[:-1]], stops, strict=True))
 
 
 # ---------------------------------------------------------------- arithmetic

@@ -51,12 +51,6 @@ def _runtime_network(profile: ChipProfile, spec: NetworkSpec, c, weights: dict[s
     return net, {k: torch.tensor(w, dtype=torch.float64) for k, w in weights.items()}
 
 
-def _by_layer(hidden: np.ndarray, spec: NetworkSpec) -> dict[str, np.ndarray]:
-    """`[B, T, H]` of all hidden neurons (layer after layer) -> each layer's `[B, T, n]`."""
-    stops = np.cumsum(spec.hidden_sizes)[:-1]
-    return dict(zip(spec.layer_names, np.split(hidden, stops, axis=2), strict=True))
-
-
 def _check_masks(connectivity: dict[str, np.ndarray] | None, spec: NetworkSpec) -> dict[str, np.ndarray]:
     """Connectivity masks as read-only bool arrays, checked against the spec's layers and shapes."""
     if connectivity is None:
@@ -186,14 +180,14 @@ class BrianChip:
                 raw = run_compiled(backend, shape, params, raster, masks)
             sim_s += time.perf_counter() - t0
             chunks.append(self._unpack(raw, shape, part.shape[0]))
-        spikes = _by_layer(np.concatenate([ch["spikes_hidden"] for ch in chunks]), self.spec)
+        spikes = self.spec.by_layer(np.concatenate([ch["spikes_hidden"] for ch in chunks]))
         if self.spec.readout == "spiking":
             spikes["out"] = np.concatenate([ch["spikes_out"] for ch in chunks])
         states = {}
         for key in (k for k in chunks[0] if ":" in k):
             kind, name = key.split(":")
             both = np.concatenate([ch[key] for ch in chunks])
-            layers = _by_layer(both, self.spec) if name == "hidden" else {name: both}
+            layers = self.spec.by_layer(both) if name == "hidden" else {name: both}
             states |= {f"{kind}:{layer}": a for layer, a in layers.items()}
         dropped = int(sum(ch["dropped"] for ch in chunks)) - dropped_in
         meta = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from chiploop.errors import ChipError
 
 MAX_LAYERS = 4  # hidden layers; the C definition's CL_MAX_LAYERS
@@ -96,6 +98,15 @@ class NetworkSpec:
             if self.recurrent:
                 shapes["hidden_hidden_2"] = (self.n_hidden_total, self.n_hidden_total)
         return shapes
+
+    def hidden_slices(self) -> tuple[slice, ...]:
+        """Each hidden layer's neurons in a numbering of all hidden neurons, layer after layer."""
+        stops = np.cumsum(self.hidden_sizes).tolist()
+        return tuple(slice(lo, hi) for lo, hi in zip([0, *stops[:-1]], stops, strict=True))
+
+    def by_layer(self, hidden: np.ndarray) -> dict[str, np.ndarray]:
+        """An array over all hidden neurons (last axis, layer after layer) -> one per layer name."""
+        return {name: hidden[..., s] for name, s in zip(self.layer_names, self.hidden_slices(), strict=True)}
 
     @property
     def n_neurons(self) -> int:

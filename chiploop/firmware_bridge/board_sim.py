@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import sys
 import threading
 import tty
@@ -23,9 +24,11 @@ import torch
 from chiploop.chip.c_config import DECAY_ROUNDING
 from chiploop.chip.dynamics import LayerParams, NetworkParams, NetworkState, simulate
 from chiploop.chip.rules import Rules
+from chiploop.emulator.network import MAX_LAYERS, NetworkSpec
 from chiploop.firmware_bridge.protocol import (
     BOARD_CHANNEL,
     COMMIT,
+    CONFIG_LAYERS_HEAD,
     COUNTER_NAMES,
     COUNTERS,
     HEADER,
@@ -53,19 +56,19 @@ from chiploop.firmware_bridge.protocol import (
     FrameDecoder,
     HelloAck,
     HelloFlag,
-    Matrix,
     Msg,
     Nak,
     ProtocolError,
     Vector,
     encode_frame,
+    matrix_ids,
     unpack_head,
 )
 
 CAPABILITIES = (
     Cap.FIXED | Cap.FLOAT | Cap.RECURRENT | Cap.SPIKING_READOUT | Cap.ALIF | Cap.MEMBRANE | Cap.DECAY_SHIFT
     | Cap.DECAY_MULTIPLIER | Cap.W_I8 | Cap.W_I16 | Cap.W_I32 | Cap.W_F32 | Cap.W_F64 | Cap.GAIN
-    | Cap.SPIKE_CAP | Cap.RULES | Cap.DROP_NAK
+    | Cap.SPIKE_CAP | Cap.RULES | Cap.DROP_NAK | Cap.LAYERS
 )  # fmt: skip
 
 
@@ -92,13 +95,15 @@ class Nack(Exception):
 
 
 # ---------------------------------------------------------------- the neuron
-_WEIGHT_NAMES = {
-    Matrix.IN_HIDDEN: "in_hidden",
-    Matrix.HIDDEN_HIDDEN: "hidden_hidden",
-    Matrix.HIDDEN_OUT: "hidden_out",
-    Matrix.IN_HIDDEN_2: "in_hidden_2",
-    Matrix.HIDDEN_HIDDEN_2: "hidden_hidden_2",
-}
+Layers = tuple[tuple[int, ...], int]  # CONFIG_LAYERS: hidden layer sizes, recurrent bits
+
+
+def wire_spec(cfg: ConfigNet, rules: ConfigRules, layers: Layers | None) -> NetworkSpec:
+    """The network a configuration describes (layers None: one hidden layer of CONFIG_NET's)."""
+    sizes, bits = layers if layers is not None else ((cfg.n_hidden,), cfg.flags & ConfigFlag.RECURRENT)
+    recurrent = tuple(bool(bits >> k & 1) for k in range(len(sizes)))
+    readout = "spiking" if cfg.flags & ConfigFlag.SPIKING_READOUT else "leaky"
+    return NetworkSpec(cfg.n_in, sizes, cfg.n_out, recurrent, readout, rules.synapses)
 
 
 class BoardNet:
@@ -114,9 +119,10 @@ class BoardNet:
         cfg: ConfigNet,
         rules: ConfigRules,
         params: dict[Vector, np.ndarray],
-        weights: dict[Matrix, np.ndarray],
+        weights: dict[int, np.ndarray],
+        spec: NetworkSpec,
     ) -> None:
-        self.cfg, self.rules, self.p, self.w = cfg, rules, params, weights
+        self.cfg, self.rules, self.p, self.w, self.spec = cfg, rules, params, weights, spec
         self.fixed = not cfg.flags & ConfigFlag.FLOAT
         self.reset_state()
 
@@ -155,20 +161,25 @@ class BoardNet:
                 return _tensor(np.ldexp(1.0, -code))
             return _tensor(np.ldexp(((1 << cfg.decay_bits) - code).astype(np.float64), -cfg.decay_bits))
 
-        adaptive = bool(np.any(p[Vector.HID_BETA] != 0))
-        gain = p[Vector.HID_GAIN]
-        hidden = LayerParams(
-            mem=factor(p[Vector.HID_D_MEM]),
-            theta=_tensor(p[Vector.HID_THRESHOLD]),
-            syn=factor(p[Vector.HID_D_SYN]),
-            syn2=factor(p[Vector.HID_D_SYN2]) if r.synapses == 2 else None,
-            gain=None if np.all(gain == 1.0) else _tensor(gain),
-            bias=_tensor(p[Vector.HID_BIAS]),
-            ada=factor(p[Vector.HID_D_ADA]) if adaptive else None,
-            beta=_tensor(p[Vector.HID_BETA]) if adaptive else None,
-            spiking=True,
-            max_spike_count=r.max_spike_count,
-        )
+        layers = []
+        for s in self.spec.hidden_slices():
+            v = {vec: a[s] for vec, a in p.items() if vec.hidden}
+            adaptive = bool(np.any(v[Vector.HID_BETA] != 0))
+            gain = v[Vector.HID_GAIN]
+            layers.append(
+                LayerParams(
+                    mem=factor(v[Vector.HID_D_MEM]),
+                    theta=_tensor(v[Vector.HID_THRESHOLD]),
+                    syn=factor(v[Vector.HID_D_SYN]),
+                    syn2=factor(v[Vector.HID_D_SYN2]) if r.synapses == 2 else None,
+                    gain=None if np.all(gain == 1.0) else _tensor(gain),
+                    bias=_tensor(v[Vector.HID_BIAS]),
+                    ada=factor(v[Vector.HID_D_ADA]) if adaptive else None,
+                    beta=_tensor(v[Vector.HID_BETA]) if adaptive else None,
+                    spiking=True,
+                    max_spike_count=r.max_spike_count,
+                )
+            )
         out = LayerParams(
             mem=factor(p[Vector.OUT_D_MEM]),
             theta=_tensor(p[Vector.OUT_THRESHOLD]),
@@ -176,19 +187,24 @@ class BoardNet:
             bias=_tensor(p[Vector.OUT_BIAS]),
             spiking=bool(cfg.flags & ConfigFlag.SPIKING_READOUT),
         )
-        return NetworkParams(rules, (hidden,), out)
+        return NetworkParams(rules, tuple(layers), out)
 
     def run(self, raster: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Advance `len(raster)` ticks (0/1 rows of n_in); returns (z_h counts, z_o, v_h, v_o) per tick."""
         net = self._network()
-        w = {_WEIGHT_NAMES[m]: _tensor(a) for m, a in self.w.items()}
+        names = {
+            i: name for name, i in matrix_ids(list(self.spec.weight_shapes()), self.spec.layer_names).items()
+        }
+        w = {names[m]: _tensor(a) for m, a in self.w.items()}
         with torch.no_grad():
             trace = simulate(net, _tensor(raster)[None], w, state=self.state)
         self.state = trace.final
         self.tick += len(raster)
         self.dropped += int(trace.dropped_hidden.sum() + trace.dropped_input.sum())
         z_o = trace.spikes.get("out", trace.v["out"].new_zeros(trace.v["out"].shape))
-        return tuple(a[0].numpy() for a in (trace.spikes["hidden"], z_o, trace.v["hidden"], trace.v["out"]))
+        z_h = torch.cat([trace.spikes[n] for n in self.spec.layer_names], dim=2)
+        v_h = torch.cat([trace.v[n] for n in self.spec.layer_names], dim=2)
+        return tuple(a[0].numpy() for a in (z_h, z_o, v_h, trace.v["out"]))
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
@@ -224,9 +240,10 @@ class Board:
         self.cfg: ConfigNet | None = None
         self.rules = ConfigRules()
         self.params: dict[Vector, np.ndarray] = {}
-        self.active: dict[Matrix, np.ndarray] = {}
+        self.layers: Layers | None = None  # CONFIG_LAYERS (None: one hidden layer)
+        self.active: dict[int, np.ndarray] = {}
         self.generation = 0
-        self.shadow: dict[Matrix, np.ndarray] | None = None
+        self.shadow: dict[int, np.ndarray] | None = None
         self.shadow_gen = 0
         self.net: BoardNet | None = None
         self.inputs = np.zeros(0, np.uint8)
@@ -327,7 +344,7 @@ class Board:
         (kind,), _ = unpack_head(RESET, payload)
         self.counters["resets"] += 1
         if kind == 1:
-            self.cfg, self.net, self.params, self.active = None, None, {}, {}
+            self.cfg, self.net, self.params, self.active, self.layers = None, None, {}, {}, None
             self.shadow, self.generation, self.rules = None, 0, ConfigRules()
         elif kind == 0:
             if self.net is not None:
@@ -337,31 +354,48 @@ class Board:
         return Msg.ACK, b""
 
     def _config(self, payload: bytes) -> tuple[Msg, bytes]:
-        self._configure(ConfigNet.unpack(payload), ConfigRules())
+        self._configure(ConfigNet.unpack(payload), ConfigRules(), None)
         return Msg.ACK, b""
 
     def _config_rules(self, payload: bytes) -> tuple[Msg, bytes]:
-        self._configure(self.cfg, ConfigRules.unpack(payload))
+        self._configure(self.cfg, ConfigRules.unpack(payload), self.layers)
         return Msg.ACK, b""
 
-    def _configure(self, cfg: ConfigNet, rules: ConfigRules) -> None:
+    def _config_layers(self, payload: bytes) -> tuple[Msg, bytes]:
+        (n, bits), sizes = unpack_head(CONFIG_LAYERS_HEAD, payload)
+        if not 1 <= n <= MAX_LAYERS:
+            raise Nack(Nak.CAPABILITY, f"{n} hidden layers, board hosts 1 to {MAX_LAYERS}")
+        if len(sizes) != 2 * n:
+            raise Nack(Nak.BAD_LEN, f"CONFIG_LAYERS: 2 bytes + 2 per layer, got {len(payload)}")
+        self._configure(self.cfg, self.rules, (struct.unpack(f"<{n}H", sizes), bits))
+        return Msg.ACK, b""
+
+    def _configure(self, cfg: ConfigNet, rules: ConfigRules, layers: Layers | None) -> None:
         """Replace the configuration (§4.2): weights and parameters cleared, state reset."""
-        problem = self._cannot_host(cfg, rules)
+        problem = self._cannot_host(cfg, rules, layers)
         if problem:
             raise Nack(Nak.CAPABILITY, problem)
-        self.cfg, self.rules = cfg, rules
+        self.cfg, self.rules, self.layers = cfg, rules, layers
         self.params = {v: np.zeros(self._vector_len(v), _param_dtype(cfg, v).np) for v in Vector}
         self.params[Vector.HID_GAIN][:] = 1.0
         store = np.float64 if cfg.flags & ConfigFlag.FLOAT else np.int64
-        self.active = {m: np.zeros(shape, store) for m, shape in self._shapes().items()}
+        self.active = {m: np.zeros(shape, store) for m, shape in self._shapes(cfg, rules, layers).items()}
         self.generation, self.shadow, self.shadow_gen = 0, None, 0
-        self.net = BoardNet(cfg, rules, self.params, self.active)
+        self.net = BoardNet(cfg, rules, self.params, self.active, wire_spec(cfg, rules, layers))
         self.outputs = {}
 
-    def _cannot_host(self, cfg: ConfigNet, rules: ConfigRules) -> str:
+    def _cannot_host(self, cfg: ConfigNet, rules: ConfigRules, layers: Layers | None) -> str:
         lim = self.limits
         neurons = cfg.n_hidden + cfg.n_out
-        synapses = sum(a * b for a, b in self._shapes(cfg, rules).values())
+        if layers is not None:
+            sizes, bits = layers
+            if sum(sizes) != cfg.n_hidden or min(sizes) < 1 or bits >> len(sizes):
+                return "layer sizes must be >= 1 and add up to n_hidden, recurrent bits within the layers"
+            if rules.synapses == 2 and len(sizes) > 1:
+                return "2 synaptic currents need one hidden layer"
+        if min(cfg.n_in, cfg.n_hidden, cfg.n_out) < 1 or rules.synapses not in (1, 2):
+            return "every layer needs at least one neuron; synapses must be 1 or 2"
+        synapses = sum(a * b for a, b in self._shapes(cfg, rules, layers).values())
         r = rules
         floats = bool(cfg.flags & ConfigFlag.FLOAT)
         checks = [
@@ -387,20 +421,12 @@ class Board:
         ]  # fmt: skip
         return next((msg for bad, msg in checks if bad), "")
 
-    def _shapes(
-        self, cfg: ConfigNet | None = None, rules: ConfigRules | None = None
-    ) -> dict[Matrix, tuple[int, int]]:
-        cfg, rules = cfg or self.cfg, rules or self.rules
-        recurrent = cfg.flags & ConfigFlag.RECURRENT
-        shapes = {Matrix.IN_HIDDEN: (cfg.n_in, cfg.n_hidden)}
-        if recurrent:
-            shapes[Matrix.HIDDEN_HIDDEN] = (cfg.n_hidden, cfg.n_hidden)
-        shapes[Matrix.HIDDEN_OUT] = (cfg.n_hidden, cfg.n_out)
-        if rules.synapses == 2:
-            shapes[Matrix.IN_HIDDEN_2] = (cfg.n_in, cfg.n_hidden)
-            if recurrent:
-                shapes[Matrix.HIDDEN_HIDDEN_2] = (cfg.n_hidden, cfg.n_hidden)
-        return shapes
+    @staticmethod
+    def _shapes(cfg: ConfigNet, rules: ConfigRules, layers: Layers | None) -> dict[int, tuple[int, int]]:
+        """`[pre, post]` of each matrix id of the configured network, in storage order."""
+        spec = wire_spec(cfg, rules, layers)
+        shapes = spec.weight_shapes()
+        return {i: shapes[name] for name, i in matrix_ids(list(shapes), spec.layer_names).items()}
 
     def _vector_len(self, v: Vector) -> int:
         return self.cfg.n_hidden if v.hidden else self.cfg.n_out
@@ -435,7 +461,7 @@ class Board:
         if self.shadow is None or self.shadow_gen != gen:
             self.shadow = {m: w.copy() for m, w in self.active.items()}
             self.shadow_gen = gen
-        self.shadow[Matrix(mat)].reshape(-1)[offset : offset + len(values)] = values
+        self.shadow[mat].reshape(-1)[offset : offset + len(values)] = values
         return Msg.ACK, b""
 
     def _read_weights(self, payload: bytes) -> tuple[Msg, bytes]:
@@ -459,7 +485,7 @@ class Board:
         if self.shadow is None or self.shadow_gen != gen:
             raise Nack(Nak.CRC_MISMATCH, f"no shadow weights of generation {gen}")
         blob = 0
-        for m in sorted(self.shadow):
+        for m in self.shadow:  # storage order (§4.4): id order with one hidden layer
             blob = zlib.crc32(self.shadow[m].astype(self._blob_dtype).tobytes(), blob)
         if blob != crc:
             raise Nack(Nak.CRC_MISMATCH, f"blob crc {blob:#010x}, commit says {crc:#010x}")
@@ -537,10 +563,10 @@ class Board:
             names = "/".join(d.name.lower() for d in allowed)
             raise Nack(Nak.OUT_OF_RANGE, f"weight dtype {dtype}, this configuration takes {names}")
 
-    def _matrix(self, mat: int, source: dict[Matrix, np.ndarray]) -> np.ndarray:
+    def _matrix(self, mat: int, source: dict[int, np.ndarray]) -> np.ndarray:
         if mat not in source:
             raise Nack(Nak.OUT_OF_RANGE, f"matrix {mat} not in this network")
-        return source[Matrix(mat)]
+        return source[mat]
 
     # --------------------------------------------------------------- flash
     def _save(self, path: Path) -> None:
@@ -552,6 +578,7 @@ class Board:
                 fh,
                 cfg=np.frombuffer(self.cfg.pack(), np.uint8),
                 rules=np.frombuffer(self.rules.pack(), np.uint8),
+                layers=np.array([] if self.layers is None else [self.layers[1], *self.layers[0]]),
                 generation=self.generation,
                 **arrays,
             )
@@ -559,8 +586,10 @@ class Board:
 
     def _load(self, path: Path) -> None:
         with np.load(path) as data:
+            saved = [int(v) for v in data["layers"]] if "layers" in data else []
+            layers = (tuple(saved[1:]), saved[0]) if saved else None
             self._configure(
-                ConfigNet.unpack(data["cfg"].tobytes()), ConfigRules.unpack(data["rules"].tobytes())
+                ConfigNet.unpack(data["cfg"].tobytes()), ConfigRules.unpack(data["rules"].tobytes()), layers
             )
             for m in self.active:
                 self.active[m][...] = data[f"w{int(m)}"]
@@ -575,6 +604,7 @@ _HANDLERS = {
     Msg.RESET: Board._reset,
     Msg.CONFIG_NET: Board._config,
     Msg.CONFIG_RULES: Board._config_rules,
+    Msg.CONFIG_LAYERS: Board._config_layers,
     Msg.WRITE_PARAM: Board._write_param,
     Msg.WRITE_WEIGHTS: Board._write_weights,
     Msg.READ_WEIGHTS: Board._read_weights,

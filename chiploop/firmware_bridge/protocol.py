@@ -19,7 +19,7 @@ from cobs import cobs
 from chiploop.errors import LinkError
 
 VERSION_MAJOR = 1
-VERSION_MINOR = 2
+VERSION_MINOR = 3
 VERSION = VERSION_MAJOR << 4 | VERSION_MINOR
 HEADER = struct.Struct("<BBBBHHH")
 CRC = struct.Struct("<I")
@@ -61,6 +61,7 @@ class Msg(IntEnum):
     WEIGHTS = 0x14
     COMMIT = 0x15
     CONFIG_RULES = 0x16
+    CONFIG_LAYERS = 0x17
     INPUT = 0x20
     RUN = 0x21
     DONE = 0x22
@@ -101,6 +102,7 @@ class Cap(IntFlag):
     W_F64 = 1 << 15
     RULES = 1 << 16
     DROP_NAK = 1 << 17
+    LAYERS = 1 << 18
 
 
 class HelloFlag(IntFlag):
@@ -129,11 +131,40 @@ WEIGHT_CAP = {DType.I8: Cap.W_I8, DType.I16: Cap.W_I16, DType.I32: Cap.W_I32, DT
 
 
 class Matrix(IntEnum):
+    """Matrix ids (§4.4); with several hidden layers, `layered_matrix` gives the ids from 5 on."""
+
     IN_HIDDEN = 0
     HIDDEN_HIDDEN = 1
-    HIDDEN_OUT = 2
+    HIDDEN_OUT = 2  # from the last hidden layer
     IN_HIDDEN_2 = 3
     HIDDEN_HIDDEN_2 = 4
+
+
+LAYERED_MATRICES = 5  # id of the first matrix of hidden layer 1 (0-based)
+
+
+def layered_matrix(layer: int, recurrent: bool) -> int:
+    """The id of hidden layer `layer`'s (>= 1) feed-forward weights from layer - 1, or its recurrence."""
+    return LAYERED_MATRICES + 2 * (layer - 1) + int(recurrent)
+
+
+def matrix_ids(names: list[str], layer_names: tuple[str, ...]) -> dict[str, int]:
+    """The wire id of each weight matrix named like `NetworkSpec.weight_shapes` ("pre_post")."""
+    ids = {"in_hidden": Matrix.IN_HIDDEN, "hidden_hidden": Matrix.HIDDEN_HIDDEN,
+           f"{layer_names[-1]}_out": Matrix.HIDDEN_OUT, "in_hidden_2": Matrix.IN_HIDDEN_2,
+           "hidden_hidden_2": Matrix.HIDDEN_HIDDEN_2}  # fmt: skip
+    for k in range(1, len(layer_names)):
+        below, name = layer_names[k - 1], layer_names[k]
+        ids |= {f"{below}_{name}": layered_matrix(k, False), f"{name}_{name}": layered_matrix(k, True)}
+    return {name: int(ids[name]) for name in names}
+
+
+CONFIG_LAYERS_HEAD = struct.Struct("<BB")  # n_layers, recurrent bits (bit k: layer k); then <H per layer
+
+
+def config_layers(sizes: tuple[int, ...], recurrent_bits: int) -> bytes:
+    """The CONFIG_LAYERS payload (§4.2c)."""
+    return CONFIG_LAYERS_HEAD.pack(len(sizes), recurrent_bits) + struct.pack(f"<{len(sizes)}H", *sizes)
 
 
 class Vector(IntEnum):

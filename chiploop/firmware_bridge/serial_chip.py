@@ -15,9 +15,10 @@ from typing import TypeVar
 
 import numpy as np
 
-from chiploop.chip.c_config import net_config, neuron_vectors
+from chiploop.chip.c_config import net_config, neuron_vectors, recurrent_bits
 from chiploop.chip.rules import spiking_only
 from chiploop.chip_profiles.model import ChipProfile
+from chiploop.chip_profiles.rules import check_network
 from chiploop.emulator.chip import Recording
 from chiploop.emulator.device_model import DeviceModel, NeuronConstants, validate_inputs
 from chiploop.emulator.network import NetworkSpec
@@ -42,21 +43,15 @@ from chiploop.firmware_bridge.protocol import (
     Done,
     DType,
     HelloAck,
-    Matrix,
     Msg,
     Nak,
     Vector,
+    config_layers,
+    matrix_ids,
     unpack_head,
     weights_crc,
 )
 
-MATRICES = {
-    "in_hidden": Matrix.IN_HIDDEN,
-    "hidden_hidden": Matrix.HIDDEN_HIDDEN,
-    "hidden_out": Matrix.HIDDEN_OUT,
-    "in_hidden_2": Matrix.IN_HIDDEN_2,
-    "hidden_hidden_2": Matrix.HIDDEN_HIDDEN_2,
-}
 RUN_TIMEOUT_PER_TICK_S = 1e-3
 T = TypeVar("T")
 
@@ -78,7 +73,9 @@ class SerialChip:
         timeout: float | None = None,
     ) -> None:
         spiking_only(profile, url)
+        check_network(profile, spec)
         self.url, self.profile, self.spec = url, profile, spec
+        self._ids = matrix_ids(list(spec.weight_shapes()), spec.layer_names)
         self.fixed = profile.arithmetic.kind == "fixed"
         self.device = DeviceModel(profile, spec, seed)
         self.link = Link(url, baud=baud, timeout=timeout)
@@ -110,10 +107,13 @@ class SerialChip:
         x = validate_inputs(inputs, self.spec)
         self._upload(self.device.for_run())
         per_sample = [self._run_sample(sample, record_v) for sample in x]
-        spikes = {"hidden": np.stack([s["hidden"] for s, _, _ in per_sample])}
+        spikes = self.spec.by_layer(np.stack([s["hidden"] for s, _, _ in per_sample]))
         if self.spec.readout == "spiking":
             spikes["out"] = np.stack([s["out"] for s, _, _ in per_sample])
-        v = {k: np.stack([vs[k] for _, vs, _ in per_sample]) for k in ("hidden", "out")} if record_v else {}
+        v = {}
+        if record_v:
+            v = self.spec.by_layer(np.stack([vs["hidden"] for _, vs, _ in per_sample]))
+            v["out"] = np.stack([vs["out"] for _, vs, _ in per_sample])
         meta = {
             "dropped_spikes": sum(d for _, _, d in per_sample),
             "weights_generation": self.device.generation,
@@ -141,7 +141,7 @@ class SerialChip:
         for name, (pre, post) in self.spec.weight_shapes().items():
             spans: list[tuple[int, int]] = []
             requests = (
-                (Msg.READ_WEIGHTS, READ_WEIGHTS.pack(MATRICES[name], dtype, *span))
+                (Msg.READ_WEIGHTS, READ_WEIGHTS.pack(self._ids[name], dtype, *span))
                 for span in _recorded(spans, self._spans(pre * post, WEIGHTS_HEAD.size, size))
             )
             replies = self.link.request_many(requests)
@@ -173,6 +173,7 @@ class SerialChip:
              f"decay_bits {ar.decay_bits}, max {info.max_decay_bits}"),
             (self.fixed and decay_cap not in caps, f"no {ar.decay} decay"),
             (spec.recurrent and Cap.RECURRENT not in caps, "no recurrent layer"),
+            (len(spec.hidden_sizes) > 1 and Cap.LAYERS not in caps, "one hidden layer only (no LAYERS)"),
             (spec.readout == "spiking" and Cap.SPIKING_READOUT not in caps, "no spiking readout"),
             (bool(np.any(c.beta_h)) and Cap.ALIF not in caps, "no adaptive (ALIF) neurons"),
             (bool(np.any(c.gain_h != 1.0)) and Cap.GAIN not in caps, "no per-neuron gain"),
@@ -188,6 +189,9 @@ class SerialChip:
     def _configure(self) -> None:
         try:
             self.link.request(Msg.CONFIG_NET, wire_config(self.profile, self.spec).pack())
+            if len(self.spec.hidden_sizes) > 1:
+                layers = config_layers(self.spec.hidden_sizes, recurrent_bits(self.spec))
+                self.link.request(Msg.CONFIG_LAYERS, layers)
             rules = wire_rules(self.profile, self.spec)
             if rules != ConfigRules():
                 self.link.request(Msg.CONFIG_RULES, rules.pack())
@@ -277,7 +281,7 @@ class SerialChip:
                 chunk = flat[off : off + n]
                 if old is not None and np.array_equal(chunk, old[off : off + n]):
                     continue
-                head = WEIGHTS_HEAD.pack(MATRICES[name], dtype, gen, off)
+                head = WEIGHTS_HEAD.pack(self._ids[name], dtype, gen, off)
                 yield Msg.WRITE_WEIGHTS, head + chunk.astype(dtype.np).tobytes()
 
     def _run_sample(self, x: np.ndarray, record_v: bool) -> tuple[dict, dict, int]:
@@ -285,10 +289,9 @@ class SerialChip:
         spec, info, link = self.spec, self.link.info, self.link
         counts = self.profile.neuron.max_spike_count > 1
         in_bytes = (spec.n_in + 7) // 8
-        hb, ob = (spec.n_hidden + 7) // 8, (spec.n_out + 7) // 8
-        per_tick = (
-            in_bytes + hb + ob + (4 * spec.n_neurons if record_v else 0) + (spec.n_hidden if counts else 0)
-        )
+        h = spec.n_hidden_total
+        hb, ob = (h + 7) // 8, (spec.n_out + 7) // 8
+        per_tick = in_bytes + hb + ob + (4 * spec.n_neurons if record_v else 0) + (h if counts else 0)
         chunk = max(1, min(info.max_ticks, info.buffer_bytes // per_tick))
         link.request(Msg.RESET, RESET.pack(0))
         parts: dict[Buffer, list[bytes]] = {b: [] for b in Buffer}
@@ -301,11 +304,11 @@ class SerialChip:
             timeout = link.timeout + n * RUN_TIMEOUT_PER_TICK_S
             done = Done.unpack(link.request(Msg.RUN, RUN.pack(n, int(record_v)), timeout=timeout).payload)
             dropped = done.dropped_spikes
-            sizes = {Buffer.HIDDEN_COUNTS: n * spec.n_hidden} if counts else {Buffer.HIDDEN_SPIKES: n * hb}
+            sizes = {Buffer.HIDDEN_COUNTS: n * h} if counts else {Buffer.HIDDEN_SPIKES: n * hb}
             if spec.readout == "spiking":
                 sizes[Buffer.OUT_SPIKES] = n * ob
             if record_v:
-                sizes |= {Buffer.HIDDEN_V: n * 4 * spec.n_hidden, Buffer.OUT_V: n * 4 * spec.n_out}
+                sizes |= {Buffer.HIDDEN_V: n * 4 * h, Buffer.OUT_V: n * 4 * spec.n_out}
             for buf, data in self._read_outputs(sizes).items():
                 parts[buf].append(data)
         T = len(x)
@@ -317,13 +320,13 @@ class SerialChip:
         if counts:
             spikes = {"hidden": np.frombuffer(b"".join(parts[Buffer.HIDDEN_COUNTS]), np.uint8).reshape(T, -1)}
         else:
-            spikes = {"hidden": bitmaps(Buffer.HIDDEN_SPIKES, spec.n_hidden)}
+            spikes = {"hidden": bitmaps(Buffer.HIDDEN_SPIKES, h)}
         if spec.readout == "spiking":
             spikes["out"] = bitmaps(Buffer.OUT_SPIKES, spec.n_out)
         v = {}
         if record_v:
             for key, buf, n in (
-                ("hidden", Buffer.HIDDEN_V, spec.n_hidden),
+                ("hidden", Buffer.HIDDEN_V, h),
                 ("out", Buffer.OUT_V, spec.n_out),
             ):
                 raw = np.frombuffer(b"".join(parts[buf]), "<i4" if self.fixed else "<f4").reshape(T, n)
@@ -362,7 +365,7 @@ def wire_config(profile: ChipProfile, spec: NetworkSpec) -> ConfigNet:
     """The CONFIG_NET payload (docs/protocol.md §4.2) for a network under `profile`."""
     c = net_config(profile, spec)
     flags = (
-        ConfigFlag.RECURRENT * c["recurrent"]
+        ConfigFlag.RECURRENT * (c["recurrent"] & 1)  # the first layer's; every layer's: CONFIG_LAYERS
         | ConfigFlag.SPIKING_READOUT * c["spiking_readout"]
         | ConfigFlag.RESET_ZERO * c["reset_zero"]
         | ConfigFlag.FLOAT * (profile.arithmetic.kind == "float")

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CL_VERSION 0x12 /* protocol 1.2: major << 4 | minor */
+#define CL_VERSION 0x13 /* protocol 1.3: major << 4 | minor */
 #define CL_HEADER_SIZE 10
 #define CL_MIN_FRAME 14
 #define CL_MAX_FRAME 254   /* 10 + 240 + 4, before COBS */

@@ -3,14 +3,14 @@
 #define CL_PROTOCOL_H
 
 #define CL_FW_MAJOR 0
-#define CL_FW_MINOR 2
+#define CL_FW_MINOR 3
 #define CL_BOARD_CHANNEL 0xFF
 
 enum cl_msg {
     CL_HELLO = 0x01, CL_HELLO_ACK = 0x02, CL_PING = 0x03, CL_PONG = 0x04, CL_ACK = 0x05,
     CL_NAK = 0x06, CL_RESET = 0x07, CL_LOG = 0x08,
     CL_CONFIG_NET = 0x10, CL_WRITE_PARAM = 0x11, CL_WRITE_WEIGHTS = 0x12, CL_READ_WEIGHTS = 0x13,
-    CL_WEIGHTS = 0x14, CL_COMMIT = 0x15, CL_CONFIG_RULES = 0x16,
+    CL_WEIGHTS = 0x14, CL_COMMIT = 0x15, CL_CONFIG_RULES = 0x16, CL_CONFIG_LAYERS = 0x17,
     CL_INPUT = 0x20, CL_RUN = 0x21, CL_DONE = 0x22, CL_READ_OUTPUT = 0x23, CL_OUTPUT = 0x24,
     CL_READ_COUNTERS = 0x25, CL_COUNTERS = 0x26
 };
@@ -30,7 +30,7 @@ enum cl_cap {
     CL_CAP_DECAY_SHIFT = 1u << 6, CL_CAP_DECAY_MULTIPLIER = 1u << 7, CL_CAP_W_I8 = 1u << 8,
     CL_CAP_W_I16 = 1u << 9, CL_CAP_W_I32 = 1u << 10, CL_CAP_W_F32 = 1u << 11,
     CL_CAP_PERSIST = 1u << 12, CL_CAP_GAIN = 1u << 13, CL_CAP_SPIKE_CAP = 1u << 14, CL_CAP_RULES = 1u << 16,
-    CL_CAP_DROP_NAK = 1u << 17
+    CL_CAP_DROP_NAK = 1u << 17, CL_CAP_LAYERS = 1u << 18
 };
 
 /* CONFIG_NET flags */
@@ -44,8 +44,11 @@ enum cl_vector {
     CL_V_OUT_THRESHOLD = 8, CL_V_HID_D_SYN2 = 9, CL_V_HID_BIAS = 10, CL_V_OUT_BIAS = 11, CL_N_VECTORS = 12
 };
 
+/* Matrix ids; with several hidden layers (CONFIG_LAYERS) id 5 + 2(k - 1) holds the weights from layer
+ * k - 1 into layer k and 6 + 2(k - 1) layer k's recurrence (k >= 1), and HIDDEN_OUT leaves the last. */
 enum cl_matrix {
-    CL_M_IN_HIDDEN = 0, CL_M_HIDDEN_HIDDEN = 1, CL_M_HIDDEN_OUT = 2, CL_M_IN_HIDDEN_2 = 3, CL_M_HIDDEN_HIDDEN_2 = 4
+    CL_M_IN_HIDDEN = 0, CL_M_HIDDEN_HIDDEN = 1, CL_M_HIDDEN_OUT = 2, CL_M_IN_HIDDEN_2 = 3, CL_M_HIDDEN_HIDDEN_2 = 4,
+    CL_M_LAYERS = 5
 };
 
 enum cl_buffer {

@@ -54,7 +54,7 @@ static void hello(const cl_frame *req, cl_reply *rep)
     uint8_t *p = rep->payload;
     const uint32_t caps = CL_CAP_FIXED | CL_CAP_RECURRENT | CL_CAP_SPIKING_READOUT | CL_CAP_ALIF |
                           CL_CAP_MEMBRANE | CL_CAP_DECAY_SHIFT | CL_CAP_DECAY_MULTIPLIER | CL_CAP_W_I8 |
-                          CL_CAP_W_I16 | CL_CAP_W_I32 | CL_CAP_GAIN | CL_CAP_SPIKE_CAP | CL_CAP_RULES |
+                          CL_CAP_W_I16 | CL_CAP_W_I32 | CL_CAP_GAIN | CL_CAP_SPIKE_CAP | CL_CAP_RULES | CL_CAP_LAYERS |
                           CL_CAP_DROP_NAK;
 
     nak_drops = req->len > 2 && (req->payload[2] & CL_HELLO_NAK_DROPPED);
@@ -117,7 +117,7 @@ static int request_shape(uint8_t type, uint16_t *min_len, int *needs_config)
         {CL_CONFIG_NET, 16, 0},   {CL_READ_COUNTERS, 0, 0}, {CL_WRITE_PARAM, 4, 1},
         {CL_WRITE_WEIGHTS, 8, 1}, {CL_READ_WEIGHTS, 8, 1},  {CL_COMMIT, 6, 1},
         {CL_INPUT, 4, 1},         {CL_RUN, 3, 1},           {CL_READ_OUTPUT, 7, 1},
-        {CL_CONFIG_RULES, 10, 1},
+        {CL_CONFIG_RULES, 10, 1}, {CL_CONFIG_LAYERS, 2, 1},
     };
     size_t k;
     for (k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
@@ -153,6 +153,7 @@ static void dispatch(const cl_frame *req, cl_reply *rep)
         case CL_READ_COUNTERS: read_counters(rep); break;
         case CL_CONFIG_NET: cl_cmd_config(req, rep); break;
         case CL_CONFIG_RULES: cl_cmd_config_rules(req, rep); break;
+        case CL_CONFIG_LAYERS: cl_cmd_config_layers(req, rep); break;
         case CL_WRITE_PARAM: cl_cmd_write_param(req, rep); break;
         case CL_WRITE_WEIGHTS: cl_cmd_write_weights(req, rep); break;
         case CL_READ_WEIGHTS: cl_cmd_read_weights(req, rep); break;

@@ -47,6 +47,7 @@ void cl_refuse(cl_reply *rep, uint8_t code, const char *detail);
 /* Handlers of the network commands (commands.c); each fills rep. */
 void cl_cmd_config(const cl_frame *req, cl_reply *rep);
 void cl_cmd_config_rules(const cl_frame *req, cl_reply *rep);
+void cl_cmd_config_layers(const cl_frame *req, cl_reply *rep);
 void cl_cmd_write_param(const cl_frame *req, cl_reply *rep);
 void cl_cmd_write_weights(const cl_frame *req, cl_reply *rep);
 void cl_cmd_read_weights(const cl_frame *req, cl_reply *rep);

@@ -47,23 +47,21 @@ static double f64_element(const uint8_t *data, uint32_t k)
 /* Start element and size of a weight matrix in the weight array; 0 if absent from this network. */
 static int matrix_span(uint8_t matrix, uint32_t *start, uint32_t *size)
 {
-    const cl_net_cfg *c = &cl_board.cfg;
-    const uint32_t in_h = (uint32_t)c->n_in * c->n_hidden;
-    const uint32_t h_h = c->recurrent ? (uint32_t)c->n_hidden * c->n_hidden : 0;
-    const uint32_t h_o = (uint32_t)c->n_hidden * c->n_out;
-    const int two = c->synapses == 2;
-
+    int slot;
     switch (matrix) {
-    case CL_M_IN_HIDDEN: *start = 0; *size = in_h; return 1;
-    case CL_M_HIDDEN_HIDDEN: *start = in_h; *size = h_h; return c->recurrent;
-    case CL_M_HIDDEN_OUT: *start = in_h + h_h; *size = h_o; return 1;
-    case CL_M_IN_HIDDEN_2: *start = in_h + h_h + h_o; *size = in_h; return two;
-    case CL_M_HIDDEN_HIDDEN_2: *start = 2 * in_h + h_h + h_o; *size = h_h; return two && c->recurrent;
-    default: return 0;
+    case CL_M_IN_HIDDEN: slot = CL_W_IN_HIDDEN; break;
+    case CL_M_HIDDEN_HIDDEN: slot = CL_W_HIDDEN_HIDDEN; break;
+    case CL_M_HIDDEN_OUT: slot = CL_W_HIDDEN_OUT; break;
+    case CL_M_IN_HIDDEN_2: slot = CL_W_IN_HIDDEN_2; break;
+    case CL_M_HIDDEN_HIDDEN_2: slot = CL_W_HIDDEN_HIDDEN_2; break;
+    default: slot = matrix - CL_M_LAYERS + 2; /* layer k >= 1: ids 5 + 2(k - 1), 6 + 2(k - 1) */
     }
+    return slot < CL_W_HIDDEN_OUT || matrix < CL_M_LAYERS ? cl_net_matrix_extent(&cl_board.cfg, slot, start, size)
+                                                          : 0;
 }
 
-/* Make cfg the configuration (CONFIG_NET, CONFIG_RULES): weights, parameters and state cleared. */
+/* Make cfg the configuration (CONFIG_NET, CONFIG_LAYERS, CONFIG_RULES): weights, parameters and state
+ * cleared. */
 static void configure(const cl_net_cfg *cfg, cl_reply *rep)
 {
     const char *problem = cl_net_cfg_problem(cfg);
@@ -114,6 +112,28 @@ void cl_cmd_config(const cl_frame *req, cl_reply *rep)
     if (p[6] & CL_CFG_FLOAT) {
         cl_refuse(rep, CL_NAK_CAPABILITY, "float arithmetic not supported (fixed only)");
         return;
+    }
+    configure(&cfg, rep);
+}
+
+void cl_cmd_config_layers(const cl_frame *req, cl_reply *rep)
+{
+    const uint8_t *p = req->payload;
+    cl_net_cfg cfg = cl_board.cfg;
+    int k;
+
+    if (p[0] < 1 || p[0] > CL_MAX_LAYERS) {
+        cl_refuse(rep, CL_NAK_CAPABILITY, "n_layers exceeds max_layers");
+        return;
+    }
+    if (req->len != 2u + 2u * p[0]) {
+        cl_refuse(rep, CL_NAK_BAD_LEN, "CONFIG_LAYERS: 2 bytes + 2 per layer");
+        return;
+    }
+    cfg.n_layers = p[0];
+    cfg.recurrent = p[1];
+    for (k = 0; k < p[0]; k++) {
+        cfg.layer_size[k] = cl_rd16(p + 2 + 2 * k);
     }
     configure(&cfg, rep);
 }

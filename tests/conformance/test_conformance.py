@@ -135,6 +135,30 @@ def test_fixed_profiles_bit_identical(backend: str, name: str, readout: str) -> 
     assert_recordings_equal(got, ref)
 
 
+LAYERED = NetworkSpec(12, (20, 14, 8), 4, recurrent=(True, False, True), readout="spiking")
+
+
+@pytest.mark.parametrize("backend", CHIP_FACTORIES)
+@pytest.mark.parametrize("name", ["loihi-like", "xylo-like", "ideal-capped"])
+def test_layered_networks_bit_identical(backend: str, name: str) -> None:
+    """Three hidden layers (recurrent, feed-forward, recurrent) and a spiking readout: every layer's
+    spikes and membranes as the reference's, under integer rules and under a per-layer spike cap."""
+    p = profile(name)
+    if name == "ideal-capped":  # float dynamics compared bit for bit: integer-valued weights and inputs
+        p = p.with_overrides({"arithmetic.kind": "fixed", "weights.bits": 8, "weights.range": [-127, 127],
+                              "neuron.threshold": 100.0})  # fmt: skip
+    chip = make(backend, p, LAYERED)
+    w, x = weights(p, LAYERED, gain=2.5), inputs(rate=0.4, spec=LAYERED)
+    chip.write_weights(w)
+    got, ref = chip.run(x), reference(p, LAYERED, w, x)
+    assert sorted(ref.spikes) == ["hidden", "hidden2", "hidden3", "out"]
+    for layer in LAYERED.layer_names:
+        assert ref.spikes[layer].mean() > 0.02, f"{layer} too quiet to test anything"
+    if name == "ideal-capped":
+        assert ref.meta["dropped_spikes"] > 0
+    assert_recordings_equal(got, ref)
+
+
 @pytest.mark.parametrize("backend", CHIP_FACTORIES)
 def test_spike_cap_drops_the_same_events(backend: str) -> None:
     p = profile("ideal-capped")

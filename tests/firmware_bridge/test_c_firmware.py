@@ -686,9 +686,19 @@ def chip_scenario(spec: NetworkSpec) -> tuple[dict[str, np.ndarray], np.ndarray]
     return weights, (rng.random((4, 70, spec.n_in)) < 0.3).astype(np.uint8)
 
 
-@pytest.mark.parametrize("case", sorted(TWIN_CASES))
+LAYERED_CASES = {  # through SerialChip: CONFIG_LAYERS and the layered matrix ids (protocol 1.3)
+    "three-layers-alif-caps": (
+        fixed_profile(model="alif", adaptation={"tau_s": 0.1, "beta": 15.0, "fraction": 0.5}).model_copy(
+            update={"limits": Limits(max_spikes_per_step=5)}
+        ),
+        NetworkSpec(16, (20, 14, 8), 4, recurrent=(True, False, True), readout="spiking"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TWIN_CASES | LAYERED_CASES))
 def test_serial_chip_on_the_firmware_matches_torch_twin(board_path: str, case: str) -> None:
-    profile, spec = TWIN_CASES[case]
+    profile, spec = (TWIN_CASES | LAYERED_CASES)[case]
     weights, inputs = chip_scenario(spec)
     twin = TorchTwin(profile, spec, seed=3)
     chip = SerialChip(board_path, profile, spec, seed=3)

@@ -104,6 +104,10 @@ typedef struct {
  * synaptic currents in_hidden_2 and hidden_hidden_2 (if recurrent). */
 uint32_t cl_net_n_weights(const cl_net_cfg *cfg);
 
+/* Start element and size of the matrix in slot m (enum cl_net_matrix) in the dense weight array;
+ * returns 0 if the network has no matrix there. */
+int cl_net_matrix_extent(const cl_net_cfg *cfg, int m, uint32_t *start, uint32_t *size);
+
 /* chiploop's rules (one step delays, decay then add, truncation, saturation, v >= A, one spike). */
 void cl_net_cfg_defaults(cl_net_cfg *cfg);
 

@@ -167,6 +167,22 @@ uint32_t cl_net_n_weights(const cl_net_cfg *cfg)
     return n;
 }
 
+int cl_net_matrix_extent(const cl_net_cfg *cfg, int m, uint32_t *start, uint32_t *size)
+{
+    int k, pre, post;
+    *start = 0;
+    for (k = 0; k < m; k++) {
+        if (matrix_shape(cfg, k, &pre, &post)) {
+            *start += (uint32_t)pre * (uint32_t)post;
+        }
+    }
+    if (m < 0 || m >= CL_N_MATRICES || !matrix_shape(cfg, m, &pre, &post)) {
+        return 0;
+    }
+    *size = (uint32_t)pre * (uint32_t)post;
+    return 1;
+}
+
 /* One weight matrix as stored: dense [pre, post] row-major, or CSR rows (ptr, idx). */
 typedef struct {
     const cl_weight *w;
