@@ -144,6 +144,14 @@ def map_chain(chain: Chain, base: ChipProfile, dt_s: float | None = None, softwa
     if w_rec is not None:
         weights["hidden_hidden"] = w_rec * k_h
     overrides = _overrides(base, eh, eo, k_h, k_o, dt)
+    if not software and base.neuron.update_order == "add_then_decay":
+        own = base.neuron.nominal("tau_syn_s")
+        for layer, e in ((hidden, eh), (out, eo)):
+            if e.syn is None:
+                notes.append(Note(layer.name, layer.name, "tau", "approximated",
+                                  f"{base.name} decays every input through a synaptic current (add, then "
+                                  f"decay): this layer has none in NIR and gets {base.name}'s {own:g} s"))  # fmt: skip
+        overrides["neuron.tau_syn_s"] = [own if t == 0 else t for t in overrides["neuron.tau_syn_s"]]
     if software:
         overrides.update(SOFTWARE_RULES)
         peak = max(float(np.abs(w).max()) for w in weights.values())
