@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chiploop.interchange.nirfile import Node, NirError
+from chiploop.interchange.nirfile import NirError, Node
 
 WEIGHT_TYPES = ("Affine", "Linear")
 SPIKING = ("LIF", "CubaLIF", "IF")
@@ -168,22 +168,33 @@ def _walk(nodes: dict[str, Node], edges: list, start: str, end: str, recurrent: 
     """The nodes strictly between `start` and `end`, in order, or NirError (branch, cycle, unsupported)."""
     for name, node in nodes.items():
         if node["type"] not in (*WEIGHT_TYPES, *SPIKING, *LEAKY, *PASS, "Integrator"):
-            raise NirError(f"node '{name}' field type: {node['type']} is not supported "
-                           f"(supported: Input, Affine, Linear, LIF, CubaLIF, LI, IF, Integrator, Output)")  # fmt: skip
+            raise NirError(
+                f"node '{name}' field type: {node['type']} is not supported "
+                "(supported: Input, Affine, Linear, LIF, CubaLIF, LI, IF, Integrator, Output)"
+            )
     succ: dict[str, list[str]] = {k: [] for k in nodes}
     pred: dict[str, list[str]] = {k: [] for k in nodes}
     for s, d in edges:
         succ[s].append(d)
         pred[d].append(s)
+    looped = _on_cycle(succ)
+    if looped is not None:
+        raise NirError(
+            f"node '{looped}' field edges: a cycle through it, other than a layer's own recurrence"
+        )
     order, seen, at = [], {start}, start
     while at != end:
         if len(succ[at]) != 1:
             raise NirError(f"node '{at}' field edges: expected one successor in a chain, got {len(succ[at])}")
         nxt = succ[at][0]
         if nxt in seen:
-            raise NirError(f"node '{nxt}' field edges: a cycle through it, other than a layer's own recurrence")
+            raise NirError(
+                f"node '{nxt}' field edges: a cycle through it, other than a layer's own recurrence"
+            )
         if len(pred[nxt]) != 1:
-            raise NirError(f"node '{nxt}' field edges: expected one predecessor in a chain, got {len(pred[nxt])}")
+            raise NirError(
+                f"node '{nxt}' field edges: expected one predecessor in a chain, got {len(pred[nxt])}"
+            )
         seen.add(nxt)
         if nxt != end:
             order.append(nxt)
@@ -192,6 +203,28 @@ def _walk(nodes: dict[str, Node], edges: list, start: str, end: str, recurrent: 
     if left:
         raise NirError(f"node '{sorted(left)[0]}' field edges: not on the path from Input to Output")
     return order
+
+
+def _on_cycle(succ: dict[str, list[str]]) -> str | None:
+    """A node on a directed cycle of `succ`, or None (iterative depth-first search)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in succ:
+        if root in state:
+            continue
+        stack = [(root, iter(succ[root]))]
+        state[root] = 1
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                state[node] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                return nxt
+            elif nxt not in state:
+                state[nxt] = 1
+                stack.append((nxt, iter(succ[nxt])))
+    return None
 
 
 def _io_size(node: Node, name: str) -> int:
@@ -226,7 +259,9 @@ def _weights(node: Node, name: str, pre: int) -> tuple[np.ndarray, np.ndarray]:
     if w.ndim != 2:
         raise NirError(f"node '{name}' field weight: expected a matrix [out, in], got shape {w.shape}")
     if pre and w.shape[1] != pre:
-        raise NirError(f"node '{name}' field weight: expected {pre} inputs (shape [out, {pre}]), got {w.shape}")
+        raise NirError(
+            f"node '{name}' field weight: expected {pre} inputs (shape [out, {pre}]), got {w.shape}"
+        )
     n = w.shape[0]
     bias = np.zeros(n)
     if node["type"] == "Affine" and node.get("bias") is not None:
@@ -241,7 +276,9 @@ def _per_neuron(a: np.ndarray, name: str, field: str, n: int) -> np.ndarray:
     while a.ndim > 1 and a.shape[0] == 1:
         a = a[0]
     if a.shape != (n,):
-        raise NirError(f"node '{name}' field {field}: expected {n} values (one per neuron), got shape {a.shape}")
+        raise NirError(
+            f"node '{name}' field {field}: expected {n} values (one per neuron), got shape {a.shape}"
+        )
     return a
 
 

@@ -44,7 +44,9 @@ def deploy_command(
     for name in profile:
         print(f"running on {name} ...", file=sys.stderr)
         reports.append(deploy.chip_report(chain, name, the_task, software.dt_s, seed))
-        profiles[reports[-1].profile] = map_chain(chain, load_profile(name), dt_s=software.dt_s).profile.to_yaml()
+        profiles[reports[-1].profile] = map_chain(
+            chain, load_profile(name), dt_s=software.dt_s
+        ).profile.to_yaml()
     soft_metric = deploy.evaluate(software, the_task, seed, chip=False)
     text = deploy.table(soft_metric, the_task.metric_name, reports)
     if out is not None:

@@ -120,9 +120,13 @@ def _layers(chain: Chain, mapped: Mapped, broken: list[DesignRuleError], seed: i
         if programmed:
             got = np.concatenate([programmed[m].ravel() for m in names])
             error = float(np.sqrt(np.mean((got - want) ** 2))) / rms
-        clipped = float(np.mean((want < lo) | (want > hi))) if not mapped.profile.weights.map_to_range else 0.0
+        clipped = (
+            float(np.mean((want < lo) | (want > hi))) if not mapped.profile.weights.map_to_range else 0.0
+        )
         mem, mem_ref = (c.mem_h, c_ref.mem_h) if layer == "hidden" else (c.mem_o, c_ref.mem_o)
-        thr, thr_ref = (c.threshold_h, c_ref.threshold_h) if layer == "hidden" else (c.threshold_o, c_ref.threshold_o)
+        thr, thr_ref = (
+            (c.threshold_h, c_ref.threshold_h) if layer == "hidden" else (c.threshold_o, c_ref.threshold_o)
+        )
         k = mapped.scales[layer] * mapped.profile.state_scale
         rules = [str(e) for e in broken if _touches(e, layer)]
         reports.append(LayerReport(

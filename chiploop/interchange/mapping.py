@@ -148,9 +148,11 @@ def map_chain(chain: Chain, base: ChipProfile, dt_s: float | None = None, softwa
         own = base.neuron.nominal("tau_syn_s")
         for layer, e in ((hidden, eh), (out, eo)):
             if e.syn is None:
-                notes.append(Note(layer.name, layer.name, "tau", "approximated",
-                                  f"{base.name} decays every input through a synaptic current (add, then "
-                                  f"decay): this layer has none in NIR and gets {base.name}'s {own:g} s"))  # fmt: skip
+                detail = (
+                    f"{base.name} decays every input through a synaptic current (add, then decay): "
+                    f"this layer has none in NIR and gets {base.name}'s {own:g} s"
+                )
+                notes.append(Note(layer.name, layer.name, "tau", "approximated", detail))
         overrides["neuron.tau_syn_s"] = [own if t == 0 else t for t in overrides["neuron.tau_syn_s"]]
     if software:
         overrides.update(SOFTWARE_RULES)
@@ -194,16 +196,30 @@ def _euler(layer: Layer, dt: float) -> _Euler:
         mem, gain = np.ones(layer.size), p["r"] * dt
         v_bias = gain * bias
     if np.any(p.get("v_leak", 0.0) != 0):
-        notes.append(Note(name, name, "v_leak", "initial",
-                          "the membrane starts at 0 (NIR leaves the initial state open; Norse starts at v_leak)"))
+        notes.append(
+            Note(
+                name,
+                name,
+                "v_leak",
+                "initial",
+                "the membrane starts at 0 (NIR leaves the initial state open; Norse starts at v_leak)",
+            )
+        )
     threshold = None
     if layer.spiking:
         threshold = p["v_threshold"]
         if np.any(threshold <= 0):
             raise NirError(f"node '{name}' field v_threshold: must be positive, got {threshold.min():g}")
         if np.any(p["v_reset"] != 0):
-            notes.append(Note(name, name, "v_reset", "dropped",
-                              f"chiploop resets to 0, not to v_reset (up to {np.abs(p['v_reset']).max():g})"))
+            notes.append(
+                Note(
+                    name,
+                    name,
+                    "v_reset",
+                    "dropped",
+                    f"chiploop resets to 0, not to v_reset (up to {np.abs(p['v_reset']).max():g})",
+                )
+            )
     return _Euler(mem, syn, gain, v_bias, threshold, tuple(notes))
 
 
@@ -211,8 +227,10 @@ def _step(tau: np.ndarray, dt: float, name: str, field: str) -> np.ndarray:
     if np.any(tau <= 0):
         raise NirError(f"node '{name}' field {field}: must be positive, got {tau.min():g}")
     if np.any(tau <= dt):
-        raise NirError(f"node '{name}' field {field}: {tau.min():g} s is not longer than the step dt "
-                       f"{dt:g} s, so forward Euler does not decay (pass the step the network ran at)")  # fmt: skip
+        raise NirError(
+            f"node '{name}' field {field}: {tau.min():g} s is not longer than the step dt {dt:g} s, "
+            "so forward Euler does not decay (pass the step the network ran at)"
+        )
     return dt / tau
 
 
@@ -237,11 +255,20 @@ def _scale(
         bits = base.arithmetic.threshold_bits or base.arithmetic.state_bits
         room = (2 ** (bits - 1) - 1) / base.state_scale / float(threshold.max())
         k = min(k, room)
-    return k, [Note(name, name, "weight", "scaled",
-                    f"weights, threshold and bias x {k:.6g} to use the chip's weight range {lo:g}..{hi:g}")]
+    return k, [
+        Note(
+            name,
+            name,
+            "weight",
+            "scaled",
+            f"weights, threshold and bias x {k:.6g} to use the chip's weight range {lo:g}..{hi:g}",
+        )
+    ]
 
 
-def _overrides(base: ChipProfile, eh: _Euler, eo: _Euler, k_h: float, k_o: float, dt: float) -> dict[str, Any]:
+def _overrides(
+    base: ChipProfile, eh: _Euler, eo: _Euler, k_h: float, k_o: float, dt: float
+) -> dict[str, Any]:
     dt_chip = base.timing.dt_s
     scale = base.state_scale
     syn_h = [0.0] * len(eh.mem) if eh.syn is None else _chip_tau(eh.syn, dt_chip)
@@ -264,21 +291,63 @@ def _rule_notes(base: ChipProfile, hidden: Layer, out: Layer) -> list[Note]:
     spiking = [layer for layer in (hidden, out) if layer.spiking]
     for layer in spiking:
         if n.reset == "subtract":
-            notes.append(Note(layer.name, layer.name, "v_reset", "rule",
-                              f"{base.name} subtracts the threshold at a spike instead of resetting to v_reset"))
+            notes.append(
+                Note(
+                    layer.name,
+                    layer.name,
+                    "v_reset",
+                    "rule",
+                    f"{base.name} subtracts the threshold at a spike instead of resetting to v_reset",
+                )
+            )
         if n.threshold_compare == "ge":
-            notes.append(Note(layer.name, layer.name, "v_threshold", "rule",
-                              f"{base.name} spikes at v >= threshold, NIR's exporters at v > threshold"))
+            notes.append(
+                Note(
+                    layer.name,
+                    layer.name,
+                    "v_threshold",
+                    "rule",
+                    f"{base.name} spikes at v >= threshold, NIR's exporters at v > threshold",
+                )
+            )
         if n.max_spike_count > 1 and layer is hidden:
-            notes.append(Note(layer.name, layer.name, "v_threshold", "rule",
-                              f"{base.name} sends up to {n.max_spike_count} spikes per step"))
+            notes.append(
+                Note(
+                    layer.name,
+                    layer.name,
+                    "v_threshold",
+                    "rule",
+                    f"{base.name} sends up to {n.max_spike_count} spikes per step",
+                )
+            )
     if base.timing.input_delay_steps:
-        notes.append(Note(hidden.name, hidden.weight_node, "input", "timing",
-                          f"inputs reach {base.name}'s currents one step later than in NIR"))
+        notes.append(
+            Note(
+                hidden.name,
+                hidden.weight_node,
+                "input",
+                "timing",
+                f"inputs reach {base.name}'s currents one step later than in NIR",
+            )
+        )
     if n.update_order == "add_then_decay":
-        notes.append(Note(hidden.name, hidden.name, "tau", "rule",
-                          f"{base.name} decays a step's input with the current (add, then decay)"))
+        notes.append(
+            Note(
+                hidden.name,
+                hidden.name,
+                "tau",
+                "rule",
+                f"{base.name} decays a step's input with the current (add, then decay)",
+            )
+        )
     if n.refractory_steps:
-        notes.append(Note(hidden.name, hidden.name, "v_reset", "rule",
-                          f"{base.name} holds a neuron {n.refractory_steps} steps after a spike"))
+        notes.append(
+            Note(
+                hidden.name,
+                hidden.name,
+                "v_reset",
+                "rule",
+                f"{base.name} holds a neuron {n.refractory_steps} steps after a spike",
+            )
+        )
     return notes

@@ -21,7 +21,7 @@ from chiploop.emulator.twin import TorchTwin
 from chiploop.interchange.importer import import_nir
 
 nir = pytest.importorskip("nir")
-T, B, N_IN, H, O = 50, 8, 4, 16, 3
+T, B, N_IN, H, N_OUT = 50, 8, 4, 16, 3
 ATOL_V = 1e-5
 
 
@@ -34,7 +34,9 @@ def _chiploop(path, x: torch.Tensor):
     mapped = import_nir(path, "ideal")
     twin = TorchTwin(mapped.profile, mapped.spec, dtype=torch.float64)
     with torch.no_grad():
-        out = twin(x.transpose(0, 1).double(), weights={k: torch.tensor(v) for k, v in mapped.weights.items()})
+        out = twin(
+            x.transpose(0, 1).double(), weights={k: torch.tensor(v) for k, v in mapped.weights.items()}
+        )
     return mapped, out
 
 
@@ -55,8 +57,8 @@ def test_norse_lifbox_network_runs_as_in_norse(tmp_path):
         v_leak=torch.linspace(-0.05, 0.05, H),
         v_reset=torch.zeros(H),
     )
-    q = norse.LIBoxParameters(tau_mem_inv=torch.full((O,), 50.0), v_leak=torch.zeros(O))
-    model = norse.SequentialState(torch.nn.Linear(N_IN, H), norse.LIFBoxCell(p), torch.nn.Linear(H, O),
+    q = norse.LIBoxParameters(tau_mem_inv=torch.full((N_OUT,), 50.0), v_leak=torch.zeros(N_OUT))
+    model = norse.SequentialState(torch.nn.Linear(N_IN, H), norse.LIFBoxCell(p), torch.nn.Linear(H, N_OUT),
                                   norse.LIBoxCell(q))  # fmt: skip
     with torch.no_grad():
         model[0].weight.mul_(4)
@@ -97,10 +99,14 @@ def test_snntorch_recurrent_network_runs_as_in_snntorch(tmp_path):
     common = {"reset_mechanism": "zero", "reset_delay": False, "init_hidden": True}
     net = torch.nn.Sequential(
         torch.nn.Linear(N_IN, H),
-        snn.RLeaky(beta=torch.linspace(0.8, 0.95, H), threshold=torch.linspace(0.5, 1.0, H),
-                   linear_features=H, **common),  # fmt: skip
-        torch.nn.Linear(H, O, bias=False),
-        snn.Leaky(beta=torch.full((O,), 0.9), threshold=torch.ones(O), output=True, **common),
+        snn.RLeaky(
+            beta=torch.linspace(0.8, 0.95, H),
+            threshold=torch.linspace(0.5, 1.0, H),
+            linear_features=H,
+            **common,
+        ),  # fmt: skip
+        torch.nn.Linear(H, N_OUT, bias=False),
+        snn.Leaky(beta=torch.full((N_OUT,), 0.9), threshold=torch.ones(N_OUT), output=True, **common),
     )
     with torch.no_grad():
         net[0].weight.mul_(3)
