@@ -17,13 +17,14 @@ from chiploop.interchange.nirfile import NirError, Node
 
 WEIGHT_TYPES = ("Affine", "Linear")
 SPIKING = ("LIF", "CubaLIF", "IF")
-LEAKY = ("LI", "I", "Integrator")
+LEAKY = ("LI", "CubaLI", "I", "Integrator")
 PASS = ("Input", "Output")
 # per neuron kind: required fields, optional fields with their NIR defaults
 FIELDS: dict[str, tuple[tuple[str, ...], dict[str, float]]] = {
     "LIF": (("tau", "r", "v_leak", "v_threshold"), {"v_reset": 0.0}),
     "CubaLIF": (("tau_mem", "tau_syn", "r", "v_leak", "v_threshold"), {"v_reset": 0.0, "w_in": 1.0}),
     "LI": (("tau", "r", "v_leak"), {}),
+    "CubaLI": (("tau_mem", "tau_syn", "r", "v_leak"), {"w_in": 1.0}),
     "IF": (("r", "v_threshold"), {"v_reset": 0.0}),
     "I": (("r",), {}),
 }
@@ -170,7 +171,7 @@ def _walk(nodes: dict[str, Node], edges: list, start: str, end: str, recurrent: 
         if node["type"] not in (*WEIGHT_TYPES, *SPIKING, *LEAKY, *PASS, "Integrator"):
             raise NirError(
                 f"node '{name}' field type: {node['type']} is not supported "
-                "(supported: Input, Affine, Linear, LIF, CubaLIF, LI, IF, Integrator, Output)"
+                "(supported: Input, Affine, Linear, LIF, CubaLIF, LI, CubaLI, IF, Integrator, Output)"
             )
     succ: dict[str, list[str]] = {k: [] for k in nodes}
     pred: dict[str, list[str]] = {k: [] for k in nodes}

@@ -5,6 +5,7 @@ discretisation Norse's LIFBox/LIBox and snnTorch's Leaky/Synaptic run (each expo
 ```
 LIF      v <- v + dt/tau (v_leak - v + r I)                    decay a = 1 - dt/tau, gain r dt/tau
 CubaLIF  I <- I + dt/tau_syn (-I + w_in x);  v as LIF on the new I   k = 1 - dt/tau_syn
+LI, CubaLI  as LIF and CubaLIF without threshold (the leaky readout)
 IF, I    v <- v + dt r I                                       a = 1, gain dt r
 ```
 with I the layer's weighted input plus its Affine bias, and a spike when v > v_threshold, then
@@ -156,6 +157,7 @@ def map_chain(chain: Chain, base: ChipProfile, dt_s: float | None = None, softwa
         overrides["neuron.tau_syn_s"] = [own if t == 0 else t for t in overrides["neuron.tau_syn_s"]]
     if software:
         overrides.update(SOFTWARE_RULES)
+        overrides.update(_chiploop_rules(chain.metadata))
         peak = max(float(np.abs(w).max()) for w in weights.values())
         lo, hi = base.weights.range
         if base.weights.bits is None and not base.weights.map_to_range and peak > min(-lo, hi):
@@ -174,6 +176,22 @@ def map_chain(chain: Chain, base: ChipProfile, dt_s: float | None = None, softwa
     return Mapped(spec, weights, profile, dt, dt_source, {"hidden": k_h, "out": k_o}, notes)
 
 
+def _chiploop_rules(metadata: dict) -> dict[str, Any]:
+    """The rules a chiploop export recorded in its metadata (what NIR cannot say), to run it as before."""
+    if str(metadata.get("source", "")) != "chiploop":
+        return {}
+    keys = {"reset": "neuron.reset", "threshold_compare": "neuron.threshold_compare",
+            "input_delay_steps": "timing.input_delay_steps"}  # fmt: skip
+    out = {}
+    for key, path in keys.items():
+        if key in metadata:
+            value = (
+                np.asarray(metadata[key]).ravel()[0] if not isinstance(metadata[key], str) else metadata[key]
+            )
+            out[path] = value if isinstance(value, str) else int(value)
+    return out
+
+
 def _euler(layer: Layer, dt: float) -> _Euler:
     """The forward-Euler coefficients of `layer` at step `dt`, and what does not map."""
     p, name, notes = layer.params, layer.name, []
@@ -183,7 +201,7 @@ def _euler(layer: Layer, dt: float) -> _Euler:
         step = _step(p["tau"], dt, name, "tau")
         mem, gain = 1.0 - step, p["r"] * step
         v_bias = step * p["v_leak"] + gain * bias
-    elif layer.kind == "CubaLIF":
+    elif layer.kind in ("CubaLIF", "CubaLI"):
         step, step_syn = _step(p["tau_mem"], dt, name, "tau_mem"), _step(p["tau_syn"], dt, name, "tau_syn")
         mem, syn = 1.0 - step, 1.0 - step_syn
         gain = p["r"] * step * step_syn * p["w_in"]

@@ -80,7 +80,7 @@ def _plain(data: dict[str, Any], name: str, depth: int) -> Node:
         elif key == "edges":
             out[key] = _edges(value, name)
         elif key == "metadata":
-            out[key] = value if isinstance(value, dict) else {}
+            out[key] = {str(k): _value(v) for k, v in value.items()} if isinstance(value, dict) else {}
         else:
             out[key] = _value(value)
     return out
