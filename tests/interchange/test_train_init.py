@@ -32,7 +32,8 @@ def model(tmp_path):
 def test_train_init_starts_from_the_imported_weights(tmp_path, model):
     out = tmp_path / "run"
     args = ["train", "--init", str(model), "--profile", "ideal", "--task", "pattern", "--target", "twin",
-            "--epochs", "0", "--task-option", "n_steps=20", "--no-plots", "--no-progress", "--out", str(out)]  # fmt: skip
+            "--epochs", "0", "--task-option", "n_steps=20", "--no-plots", "--no-progress",
+            "--out", str(out)]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     saved = RunDir(out).load_checkpoint()["weights"]
