@@ -32,9 +32,12 @@ def deploy_command(
     from chiploop.interchange.chain import to_chain
     from chiploop.interchange.mapping import map_chain
     from chiploop.interchange.nirfile import read_nir
+    from chiploop.outdir import OutputError, entries
     from chiploop.training.cli import parse_assignments
     from chiploop.training.tasks import make_task
 
+    if out is not None and entries(out):
+        raise OutputError(f"--out {out} already holds files ({', '.join(entries(out)[:4])}); choose another")
     chain = to_chain(read_nir(model))
     the_task = make_task(task, seed=seed, **parse_assignments(task_option or [], "--task-option"))
     software = map_chain(chain, load_profile("ideal"), dt_s=dt, software=True)

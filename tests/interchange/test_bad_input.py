@@ -152,3 +152,15 @@ def test_a_network_that_breaks_a_design_rule_names_layer_rule_and_limit(tmp_path
     mapped = map_chain(to_chain(read_nir(path)), load_profile("xylo"))
     [error] = violations(mapped)
     assert error.rule == "max_neurons" and error.limit == 1008 and "1100 hidden" in str(error)
+
+
+def test_deploy_refuses_an_out_directory_that_holds_files(tmp_path):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    model = _write(tmp_path / "ok.nir", *_graph())
+    result = runner.invoke(
+        app, ["deploy", str(model), "--profile", "ideal", "--task", "pattern", "--out", str(out)]
+    )
+    assert result.exit_code == 2 and "already holds files (keep.txt)" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]

@@ -134,3 +134,44 @@ def test_snntorch_recurrent_network_runs_as_in_snntorch(tmp_path):
     np.testing.assert_array_equal(out.spikes["hidden"].numpy(), z_ref)
     np.testing.assert_array_equal(out.spikes["out"].numpy()[:, 1:], zo_ref[:, :-1])
     np.testing.assert_allclose(out.v["out"].numpy()[:, 1:], v_ref[:, :-1], rtol=0, atol=ATOL_V)
+
+
+def test_snntorch_synaptic_network_runs_as_in_snntorch(tmp_path):
+    snn = pytest.importorskip("snntorch")
+    from snntorch import utils
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(1)
+    common = {"reset_mechanism": "zero", "reset_delay": False, "init_hidden": True}
+    net = torch.nn.Sequential(
+        torch.nn.Linear(N_IN, H),
+        snn.Synaptic(
+            alpha=torch.linspace(0.5, 0.9, H),
+            beta=torch.linspace(0.8, 0.95, H),
+            threshold=torch.full((H,), 0.8),
+            **common,
+        ),  # fmt: skip
+        torch.nn.Linear(H, N_OUT, bias=False),
+        snn.Leaky(beta=torch.full((N_OUT,), 0.9), threshold=torch.ones(N_OUT), output=True, **common),
+    )
+    with torch.no_grad():
+        net[0].weight.mul_(2)
+        net[0].bias.zero_()  # a bias into a synaptic current is reported as approximated, not exact
+    path = tmp_path / "synaptic.nir"
+    nir.write(path, export_to_nir(net, torch.zeros(N_IN)))
+
+    x = _inputs(5)
+    z_ref, zo_ref = [], []
+    utils.reset(net)
+    with torch.no_grad():
+        for t in range(T):
+            z = net[1](net[0](x[t]))
+            z_ref.append(z)
+            zo_ref.append(net[3](net[2](z))[0])
+    z_ref, zo_ref = (torch.stack(a, 1).numpy() for a in (z_ref, zo_ref))
+
+    mapped, out = _chiploop(path, x)
+    assert not [n for n in mapped.notes if n.kind in ("approximated", "dropped")]
+    assert z_ref.sum() > 200 and zo_ref.sum() > 5
+    np.testing.assert_array_equal(out.spikes["hidden"].numpy(), z_ref)
+    np.testing.assert_array_equal(out.spikes["out"].numpy()[:, 1:], zo_ref[:, :-1])
