@@ -51,9 +51,10 @@ def deploy_command(
             chain, load_profile(name), dt_s=software.dt_s
         ).profile.to_yaml()
     soft_metric = deploy.evaluate(software, the_task, seed, chip=False)
-    text = deploy.table(soft_metric, the_task.metric_name, reports)
+    soft_notes = [n.line() for n in software.notes]
+    text = deploy.table(soft_metric, the_task.metric_name, reports, soft_notes)
     if out is not None:
-        data = deploy.report_dict(soft_metric, the_task.metric_name, software.dt_s, reports)
+        data = deploy.report_dict(soft_metric, the_task.metric_name, software.dt_s, reports, soft_notes)
         deploy.write_report(out, data, profiles)
     typer.echo(text)
 

@@ -156,12 +156,14 @@ def _touches(error: DesignRuleError, layer: str) -> bool:
     return "output" not in text or error.rule in ("max_neurons", "neurons_per_core")
 
 
-def table(software: float, metric_name: str, reports: list[ChipReport]) -> str:
-    """The software-vs-chip table and the per-layer lines, as printed."""
+def table(software: float, metric_name: str, reports: list[ChipReport], software_notes: list[str]) -> str:
+    """The software-vs-chip table, what the software import changed, and the per-layer lines."""
     lines = [f"{'profile':<16} {'software ' + metric_name:>18} {'chip ' + metric_name:>14}  fits"]
     for r in reports:
         chip = f"{r.metric:.4f}" if r.metric is not None else "-"
         lines.append(f"{r.profile:<16} {software:>18.4f} {chip:>14}  {'yes' if r.fits else 'no'}")
+    if software_notes:
+        lines += ["", "software (ideal, NIR's rules):", *(f"  note: {n}" for n in software_notes)]
     for r in reports:
         lines.append("")
         lines.append(f"{r.profile}:")
@@ -177,8 +179,11 @@ def table(software: float, metric_name: str, reports: list[ChipReport]) -> str:
     return "\n".join(lines)
 
 
-def report_dict(software: float, metric_name: str, dt: float, reports: list[ChipReport]) -> dict:
-    return {"metric": metric_name, "software": software, "dt_s": dt, "chips": [asdict(r) for r in reports]}
+def report_dict(
+    software: float, metric_name: str, dt: float, reports: list[ChipReport], software_notes: list[str]
+) -> dict:
+    return {"metric": metric_name, "software": software, "software_notes": software_notes, "dt_s": dt,
+            "chips": [asdict(r) for r in reports]}  # fmt: skip
 
 
 def write_report(out: Path, data: dict, profiles: dict[str, str]) -> None:

@@ -175,3 +175,16 @@ def test_snntorch_synaptic_network_runs_as_in_snntorch(tmp_path):
     assert z_ref.sum() > 200 and zo_ref.sum() > 5
     np.testing.assert_array_equal(out.spikes["hidden"].numpy(), z_ref)
     np.testing.assert_array_equal(out.spikes["out"].numpy()[:, 1:], zo_ref[:, :-1])
+
+
+def test_a_norse_graph_with_scalar_parameters_imports_from_memory():
+    # norse 1.1.0 writes a cell's default (scalar) parameters as 0-d arrays, which nir.write cannot
+    # store; held in memory the graph imports, each scalar standing for the whole layer
+    norse = pytest.importorskip("norse.torch")
+    model = norse.SequentialState(torch.nn.Linear(N_IN, H), norse.LIFBoxCell(), torch.nn.Linear(H, N_OUT),
+                                  norse.LIBoxCell())  # fmt: skip
+    mapped = import_nir(norse.to_nir(model, torch.zeros(1, N_IN), dt=1.0))
+    assert (mapped.spec.n_in, mapped.spec.n_hidden, mapped.spec.n_out) == (N_IN, H, N_OUT)
+    tau_mem = np.array(mapped.profile.neuron.tau_mem_s)
+    assert tau_mem.shape == (H,)  # Norse's default tau_mem_inv 100/s: a = 1 - dt/10 ms = 0.9
+    np.testing.assert_allclose(np.exp(-mapped.profile.timing.dt_s / tau_mem), 0.9, rtol=1e-6)
