@@ -173,7 +173,43 @@ def map_chain(chain: Chain, base: ChipProfile, dt_s: float | None = None, softwa
                           "that fades with the readout's time constant"))  # fmt: skip
     overrides["description"] = f"{base.name} running an imported NIR network (dt {dt:g} s)"
     profile = base.with_overrides(overrides)
-    return Mapped(spec, weights, profile, dt, dt_source, {"hidden": k_h, "out": k_o}, notes)
+    scales = {"hidden": k_h, "out": k_o}
+    if not software:
+        notes += _quantization_notes(profile, spec, weights, scales, (hidden, eh), (out, eo))
+    return Mapped(spec, weights, profile, dt, dt_source, scales, notes)
+
+
+def _quantization_notes(
+    profile: ChipProfile, spec: NetworkSpec, weights: dict, scales: dict, *layers: tuple[Layer, _Euler]
+) -> list[Note]:
+    """What the chip's registers round or clip: decay factors, thresholds, weights beyond the range."""
+    from chiploop.emulator.device_model import neuron_constants
+
+    c = neuron_constants(profile, spec)
+    ar = profile.arithmetic
+    notes = []
+    lo, hi = profile.weights.range
+    for (layer, e), key, mem, thr in zip(layers, ("hidden", "out"), (c.mem_h, c.mem_o),
+                                         (c.threshold_h, c.threshold_o), strict=True):  # fmt: skip
+        if ar.kind == "fixed":
+            factor = (1.0 - np.ldexp(1.0, -mem.astype(np.int64)) if ar.decay == "shift"
+                      else np.ldexp(mem.astype(np.float64), -ar.decay_bits))  # fmt: skip
+            err = float(np.max(np.abs(factor - e.mem)))
+            if err > 0:
+                detail = f"membrane decay factor off by up to {err:.3g} ({ar.decay} decay)"
+                notes.append(Note(layer.name, layer.name, "tau", "quantized", detail))
+            if e.threshold is not None:
+                want = e.threshold * scales[key] * profile.state_scale
+                rel = float(np.max(np.abs(thr - want) / want))
+                if rel > 0:
+                    detail = f"thresholds rounded to integers, off by up to {100 * rel:.2g} %"
+                    notes.append(Note(layer.name, layer.name, "v_threshold", "quantized", detail))
+        names = [m for m in weights if m.endswith(key) or (key == "hidden" and m.startswith("in_"))]
+        outside = sum(int(np.sum((weights[m] < lo) | (weights[m] > hi))) for m in names)
+        if outside and not profile.weights.map_to_range:
+            notes.append(Note(layer.name, layer.weight_node, "weight", "clipped",
+                              f"{outside} weights outside the chip's range {lo:g}..{hi:g}"))  # fmt: skip
+    return notes
 
 
 def _chiploop_rules(metadata: dict) -> dict[str, Any]:

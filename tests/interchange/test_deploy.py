@@ -1,5 +1,5 @@
-"""`chiploop deploy` on a Norse-made NIR file (docs/examples/norse_digits.nir, written by Norse's own
-exporter from benchmarks/norse_digits.py): the software-vs-chip table for loihi2, xylo and
+"""`chiploop deploy` on Norse-made NIR files (docs/examples/, trained in Norse and written by Norse's
+own exporter, benchmarks/norse_nir.py): the software-vs-chip table for loihi2, xylo and
 pcm_crossbar, and the documented interchange commands as written (slow)."""
 
 from __future__ import annotations
@@ -18,9 +18,15 @@ from chiploop.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "docs" / "examples" / "norse_digits.nir"
+EVIDENCE = ROOT / "docs" / "examples" / "norse_evidence.nir"
+EVIDENCE_OPTIONS = ["--task-option", "n_per_pop=4", "--task-option", "delay_steps=0"]
 DEPLOY = (
     "chiploop deploy docs/examples/norse_digits.nir --profile loihi2 --profile xylo --profile pcm_crossbar "
     "--task digits"
+)
+DEPLOY_EVIDENCE = (
+    "chiploop deploy docs/examples/norse_evidence.nir --profile loihi2 --profile xylo --profile pcm_crossbar "
+    "--task evidence --task-option n_per_pop=4 --task-option delay_steps=0"
 )
 TRAIN = ("chiploop train --init docs/examples/norse_digits.nir --profile loihi2 --task digits --target twin "
          "--epochs 1 --out runs/norse-loihi2")  # fmt: skip
@@ -53,16 +59,30 @@ def test_deploy_prints_software_vs_chip_and_the_layers(tmp_path):
     assert (out / "profile-loihi2.yaml").is_file()
 
 
+def test_deploy_runs_a_network_that_fits_xylo_on_all_three_chips():
+    small = ["--task-option", "n_train=8", "--task-option", "n_test=64"]
+    args = ["deploy", str(EVIDENCE), "--profile", "loihi2", "--profile", "xylo", "--profile", "pcm_crossbar",
+            "--task", "evidence", *EVIDENCE_OPTIONS, *small]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = _rows(result.stdout)
+    assert set(rows) == {"loihi2", "xylo", "pcm_crossbar"}
+    assert all(row[2] == "yes" and row[1] != "-" for row in rows.values()), result.stdout
+    assert float(rows["loihi2"][0]) > 0.6  # chance 0.5
+    assert "xylo subtracts the threshold at a spike instead of resetting to v_reset" in result.stdout
+
+
 @pytest.mark.slow
 def test_the_documented_interchange_commands_run_as_written(tmp_path):
     (tmp_path / "docs" / "examples").mkdir(parents=True)
     shutil.copy(MODEL, tmp_path / "docs" / "examples")
+    shutil.copy(EVIDENCE, tmp_path / "docs" / "examples")
     env_bin = str(Path(sys.executable).parent)
-    for command in (DEPLOY, TRAIN, EXPORT):
+    for command in (DEPLOY, DEPLOY_EVIDENCE, TRAIN, EXPORT):
         # PYTHONPATH: the `chiploop` script runs this checkout even where another one is installed
         line = f"PATH={env_bin}:$PATH PYTHONPATH={ROOT} {command}"
         done = subprocess.run(["bash", "-c", line], cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, (command, done.stderr)
-        if command == DEPLOY:
+        if command in (DEPLOY, DEPLOY_EVIDENCE):
             assert set(_rows(done.stdout)) == {"loihi2", "xylo", "pcm_crossbar"}
     assert (tmp_path / "norse-loihi2.nir").is_file()
