@@ -19,7 +19,7 @@ from chiploop.emulator.device_model import neuron_constants
 from chiploop.emulator.twin import TorchTwin
 from chiploop.errors import DesignRuleError, TrainingError
 from chiploop.interchange.chain import Chain
-from chiploop.interchange.mapping import Mapped, Note, map_chain
+from chiploop.interchange.mapping import Mapped, map_chain
 from chiploop.training.tasks import Task
 
 LAYER_MATRICES = {"hidden": ("in_hidden", "hidden_hidden"), "out": ("hidden_out",)}
@@ -196,6 +196,3 @@ def write_report(out: Path, data: dict, profiles: dict[str, str]) -> None:
         atomic_write_bytes(out / "report.json", (json.dumps(data, indent=2) + "\n").encode())
         for name, text in profiles.items():
             atomic_write_bytes(out / f"profile-{name}.yaml", text.encode())
-
-
-__all__ = ["ChipReport", "LayerReport", "Note", "chip_report", "evaluate", "table", "violations"]

@@ -144,7 +144,7 @@ def map_chain(chain: Chain, base: ChipProfile, dt_s: float | None = None, softwa
     weights = {"in_hidden": w_in * k_h, "hidden_out": w_out * k_o}
     if w_rec is not None:
         weights["hidden_hidden"] = w_rec * k_h
-    overrides = _overrides(base, eh, eo, k_h, k_o, dt)
+    overrides = _overrides(base, eh, eo, k_h, k_o)
     if not software and base.neuron.update_order == "add_then_decay":
         own = base.neuron.nominal("tau_syn_s")
         for layer, e in ((hidden, eh), (out, eo)):
@@ -320,9 +320,7 @@ def _scale(
     ]
 
 
-def _overrides(
-    base: ChipProfile, eh: _Euler, eo: _Euler, k_h: float, k_o: float, dt: float
-) -> dict[str, Any]:
+def _overrides(base: ChipProfile, eh: _Euler, eo: _Euler, k_h: float, k_o: float) -> dict[str, Any]:
     dt_chip = base.timing.dt_s
     scale = base.state_scale
     syn_h = [0.0] * len(eh.mem) if eh.syn is None else _chip_tau(eh.syn, dt_chip)

@@ -106,13 +106,8 @@ def _value(value: Any) -> Any:
         return value.decode("utf8")
     if isinstance(value, str | dict):
         return value
-    try:
-        import torch
-
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    if hasattr(value, "detach"):  # a torch tensor, as exporters leave them in memory
+        value = value.detach().cpu().numpy()
     a = np.asarray(value)
     if a.dtype.kind == "O" and a.ndim == 0:
         return _value(a.item())
