@@ -60,7 +60,7 @@ def test_deploy_prints_software_vs_chip_and_the_layers(tmp_path):
 
 
 def test_deploy_runs_a_network_that_fits_xylo_on_all_three_chips():
-    small = ["--task-option", "n_train=8", "--task-option", "n_test=64"]
+    small = ["--task-option", "n_train=8", "--task-option", "n_test=16"]
     args = ["deploy", str(EVIDENCE), "--profile", "loihi2", "--profile", "xylo", "--profile", "pcm_crossbar",
             "--task", "evidence", *EVIDENCE_OPTIONS, *small]  # fmt: skip
     result = CliRunner().invoke(app, args)
@@ -73,16 +73,20 @@ def test_deploy_runs_a_network_that_fits_xylo_on_all_three_chips():
 
 
 @pytest.mark.slow
-def test_the_documented_interchange_commands_run_as_written(tmp_path):
+@pytest.mark.parametrize(
+    "commands", [[DEPLOY], [DEPLOY_EVIDENCE], [TRAIN, EXPORT]], ids=["digits", "evidence", "train"]
+)
+def test_the_documented_interchange_commands_run_as_written(tmp_path, commands):
     (tmp_path / "docs" / "examples").mkdir(parents=True)
     shutil.copy(MODEL, tmp_path / "docs" / "examples")
     shutil.copy(EVIDENCE, tmp_path / "docs" / "examples")
     env_bin = str(Path(sys.executable).parent)
-    for command in (DEPLOY, DEPLOY_EVIDENCE, TRAIN, EXPORT):
+    for command in commands:
         # PYTHONPATH: the `chiploop` script runs this checkout even where another one is installed
         line = f"PATH={env_bin}:$PATH PYTHONPATH={ROOT} {command}"
         done = subprocess.run(["bash", "-c", line], cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, (command, done.stderr)
         if command in (DEPLOY, DEPLOY_EVIDENCE):
             assert set(_rows(done.stdout)) == {"loihi2", "xylo", "pcm_crossbar"}
-    assert (tmp_path / "norse-loihi2.nir").is_file()
+    if EXPORT in commands:
+        assert (tmp_path / "norse-loihi2.nir").is_file()
