@@ -19,6 +19,7 @@ from chiploop.chip_profiles.cli import app as profiles_app
 from chiploop.cost.cli import cost_command
 from chiploop.errors import ChiploopError
 from chiploop.firmware_bridge.cli import app as board_app
+from chiploop.interchange.cli import deploy_command, export_command
 from chiploop.training.characterize_cli import characterize_command
 from chiploop.training.cli import train_command
 from chiploop.training.recipes.cli import app as reproduce_app
@@ -88,6 +89,8 @@ app.add_typer(reproduce_app, name="reproduce")
 app.command("characterize")(characterize_command)
 app.command("train")(train_command)
 app.command("cost")(cost_command)
+app.command("deploy")(deploy_command)
+app.command("export")(export_command)
 
 
 def _print_version(value: bool) -> None:

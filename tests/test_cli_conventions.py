@@ -15,7 +15,16 @@ import chiploop
 from chiploop.cli import app
 
 runner = CliRunner()
-COMMANDS = [[], ["train"], ["characterize"], ["profiles", "show"], ["board", "serve"], ["reproduce", "list"]]
+COMMANDS = [
+    [],
+    ["train"],
+    ["characterize"],
+    ["deploy"],
+    ["export"],
+    ["profiles", "show"],
+    ["board", "serve"],
+    ["reproduce", "list"],
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "chiploop")

@@ -56,6 +56,19 @@ CHECKS = {
     "make -C firmware && firmware/build/chiploop_board": "board",
     f"chiploop board ping {BOARD}": "board",
     f"chiploop board info {BOARD}": "board",
+    "chiploop deploy docs/examples/norse_digits.nir --profile loihi2 --profile xylo --profile pcm_crossbar "
+    "--task digits": "run from a copy of docs/examples by tests/interchange/test_deploy.py (slow)",
+    "chiploop deploy docs/examples/norse_evidence.nir --profile loihi2 --profile xylo --profile pcm_crossbar "
+    "--task evidence --task-option n_per_pop=4 --task-option delay_steps=0": (
+        "run from a copy of docs/examples by tests/interchange/test_deploy.py (slow)"
+    ),
+    "chiploop train --init docs/examples/norse_digits.nir --profile loihi2 --task digits --target twin "
+    "--epochs 1 --out runs/norse-loihi2": (
+        "run from a copy of docs/examples by tests/interchange/test_deploy.py (slow)"
+    ),
+    "chiploop export runs/norse-loihi2 norse-loihi2.nir": (
+        "run after the train --init line by tests/interchange/test_deploy.py (slow)"
+    ),
     "chiploop profiles list": "run",
     "chiploop profiles show loihi2": "run",
     "chiploop profiles validate my_loihi.yaml": "run",

@@ -86,6 +86,12 @@ def train_command(
     optimizer: Annotated[str, typer.Option(help="adam or sgd")] = defaults.OPTIMIZER,
     progress: Annotated[bool, typer.Option(help="show a progress bar (stderr) and a summary table")] = True,
     plots: Annotated[bool, typer.Option(help="write PNG plots into the run directory")] = True,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="MODEL.nir", help="fine-tune the network of a NIR file (it sets the network's size)"
+        ),
+    ] = None,
 ) -> None:
     """Train on the chip; write config.yaml, metrics.csv, checkpoint.pt, summary.json and plots.
 
@@ -100,10 +106,16 @@ def train_command(
     if resume:
         trainer = _resumed(ctx, out, progress, plots)
     else:
-        chip_profile = load_profile(profile).with_overrides(parse_assignments(set_ or [], "--set"))
+        chip_profile = load_profile(profile)
         task_options = parse_assignments(task_option or [], "--task-option")
         the_task = make_task(task, seed=seed, **task_options)
-        spec = NetworkSpec(the_task.n_in, parse_hidden(hidden), the_task.n_out, recurrent=recurrent)
+        imported = None
+        if init is not None:
+            imported = _imported(ctx, init, chip_profile, the_task)
+            chip_profile, spec = imported.profile, imported.spec
+        else:
+            spec = NetworkSpec(the_task.n_in, parse_hidden(hidden), the_task.n_out, recurrent=recurrent)
+        chip_profile = chip_profile.with_overrides(parse_assignments(set_ or [], "--set"))
         _check_fits(chip_profile, spec, task)
         trainer = Trainer(
             chip_profile,
@@ -123,6 +135,8 @@ def train_command(
             task_options=task_options,
             overwrite=overwrite,
         )
+        if imported is not None:
+            trainer.load_weights(imported.weights)
     try:
         last = trainer.fit(epochs, resume=resume).last
     except KeyboardInterrupt:
@@ -166,6 +180,25 @@ def parse_hidden(text: str) -> int | tuple[int, ...]:
             f"--hidden: expected positive integers separated by commas (256,128), got {text!r}"
         )
     return sizes[0] if len(sizes) == 1 else sizes
+
+
+def _imported(ctx: typer.Context, path: Path, profile: ChipProfile, task: Any) -> Any:
+    """The network of NIR file `path` on `profile`, checked against the task's inputs and outputs."""
+    from chiploop.interchange.deploy import check_task
+    from chiploop.interchange.importer import import_nir
+
+    given = [
+        f"--{name}"
+        for name in ("hidden", "recurrent")
+        if ctx.get_parameter_source(name).name == "COMMANDLINE"
+    ]
+    if given:
+        raise TrainingError(f"{', '.join(given)} cannot be combined with --init: {path} sets the network")
+    mapped = import_nir(path, profile)
+    check_task(mapped, task)
+    for note in mapped.notes:
+        typer.echo(f"{path}: {note.line()}", err=True)
+    return mapped
 
 
 def _check_fits(profile: ChipProfile, spec: NetworkSpec, task: str) -> None:

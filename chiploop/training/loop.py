@@ -374,6 +374,23 @@ class Trainer:
         self._deployed = False  # the chip holds the shadow weights (offline: deployed after changes)
         self._warned_reseed = False
 
+    def load_weights(self, weights: Mapping[str, Any]) -> None:
+        """Start from `weights` (model units, keyed like `spec.weight_shapes()`) instead of the seeded
+        init, e.g. an imported network; only before the run's first `fit`."""
+        if self.history.rows:
+            raise TrainingError("load_weights: the run has started; weights come from its checkpoint")
+        shapes = self.spec.weight_shapes()
+        if set(weights) != set(shapes):
+            raise TrainingError(f"load_weights: expected weights {sorted(shapes)}, got {sorted(weights)}")
+        with torch.no_grad():
+            for name, p in self.twin.weights.items():
+                w = torch.as_tensor(np.asarray(weights[name]), dtype=p.dtype)
+                if tuple(w.shape) != shapes[name]:
+                    raise TrainingError(
+                        f"load_weights: {name} must have shape {shapes[name]}, got {tuple(w.shape)}"
+                    )
+                p.copy_(w)
+
     # ------------------------------------------------------------------ construction helpers
     def _make_task(self, task: Task | str, seed: int) -> Task:
         if not isinstance(task, str):
