@@ -76,6 +76,17 @@ def test_fan_out_of_hidden_neurons() -> None:
     assert "8 output + 57 recurrent" in str(err)
 
 
+def test_rules_name_the_layer_of_a_layered_network() -> None:
+    """Each hidden layer's fan-in is the layer below (+ its own recurrence), its fan-out the layer above."""
+    spec = NetworkSpec(10, (20, 40, 5), 3, recurrent=(False, True, False))
+    err = violation(rules.check_fan_in, limited(max_fan_in=59), spec)
+    assert err.value == 60 and "synapses into one hidden2 neuron" in str(err)
+    err = violation(rules.check_fan_out, limited(max_fan_out=44), spec)
+    assert err.value == 45 and "one hidden2 neuron targets 5 hidden3 + 40 recurrent" in str(err)
+    err = violation(rules.check_neuron_count, limited(max_neurons=67), spec)
+    assert "20 + 40 + 5 hidden + 3 output" in str(err)
+
+
 def test_synapses_per_core_holds_one_neurons_fan_in() -> None:
     profile = limited(synapses_per_core=1000)
     rules.check_synapses_per_core(profile, NetworkSpec(1000, 10, 2))

@@ -296,6 +296,60 @@ def test_feedback_replacement(task, batch):
         assert_grads_close(again.grads, est.grads, rtol=0, atol=0)  # seeded, fixed feedback
 
 
+# ------------------------------------------------------------------ several hidden layers
+LAYERS = (14, 10)
+
+
+def test_layered_eprop_equals_bptt_without_recurrence_and_cuts_each_layers_recurrence(task, batch):
+    """Per-layer learning signals: the error of the layer above through its weights. Without
+    recurrence that is BPTT in every layer; with it, each layer's W_rec path is cut."""
+    feedforward = make_twin(n_hidden=LAYERS)
+    reference = exact(feedforward, batch, task)
+    eprop = make_estimator("eprop").estimate(feedforward, batch, task)
+    assert sorted(reference.grads) == ["hidden2_out", "hidden_hidden2", "in_hidden"]
+    for k in reference.grads:
+        assert reference.grads[k].abs().max() > 0
+    assert_grads_close(eprop.grads, reference.grads)
+    recurrent = make_twin(n_hidden=LAYERS, recurrent=True)
+    reference = exact(recurrent, batch, task)
+    eprop = make_estimator("eprop").estimate(recurrent, batch, task)
+    torch.testing.assert_close(eprop.grads["hidden2_out"], reference.grads["hidden2_out"], rtol=1e-12, atol=0)
+    for k in ("in_hidden", "hidden_hidden", "hidden_hidden2", "hidden2_hidden2"):
+        assert not torch.allclose(eprop.grads[k], reference.grads[k], rtol=1e-3), k
+        assert cos(eprop.grads[k], reference.grads[k]) > 0.3, k
+
+
+def test_feedback_alignment_across_layers_and_direct_feedback_alignment(task, batch):
+    """FA: a B per matrix leaving a hidden layer; symmetric B (= W) gives BPTT back. DFA: B_k from
+    the readout to each layer, no error between layers. Both keep the readout's exact gradient."""
+    twin = make_twin(n_hidden=LAYERS)
+    reference = exact(twin, batch, task)
+    x, w = batch.inputs.double(), dict(twin.weights)
+    symmetric = {k: twin.weights[k].detach().clone() for k in ("hidden_hidden2", "hidden2_out")}
+    v_out, _ = unroll(twin, x, w, credit=Credit(feedback=symmetric))
+    grads = torch.autograd.grad(task.loss(v_out, batch.targets), list(w.values()))
+    assert_grads_close(dict(zip(w, grads, strict=True)), reference.grads)
+    fa = make_estimator("feedback_alignment", seed=3)
+    assert {k: tuple(b.shape) for k, b in fa.feedback.matrices(twin).items()} == {
+        "hidden_hidden2": (14, 10), "hidden2_out": (10, N_OUT)}  # fmt: skip
+    dfa = make_estimator("direct_feedback_alignment", seed=3)
+    assert {k: tuple(b.shape) for k, b in dfa.feedback.direct(twin).items()} == {
+        "hidden": (14, N_OUT), "hidden2": (10, N_OUT)}  # fmt: skip
+    for est in (fa, dfa):
+        got = est.estimate(twin, batch, task).grads
+        torch.testing.assert_close(got["hidden2_out"], reference.grads["hidden2_out"], rtol=1e-12, atol=0)
+        assert got["in_hidden"].abs().max() > 0 and cos(got["in_hidden"], reference.grads["in_hidden"]) < 0.9
+    # DFA's first layer learns from B_1 alone: changing the second layer's weights does not change it
+    # (FA's does, through the second layer's dynamics)
+    first = dfa.estimate(twin, batch, task).grads["in_hidden"]
+    with torch.no_grad():
+        twin.weights["hidden_hidden2"].mul_(-1.0)
+    flipped = dfa.estimate(twin, batch, task).grads["in_hidden"]
+    assert not torch.allclose(first, flipped)  # its own spikes still feed the readout differently
+    direct_only = unroll(twin, x, dict(twin.weights), credit=dfa.credit(twin))
+    assert direct_only[0].shape == (x.shape[0], T, N_OUT)
+
+
 @pytest.mark.parametrize("profile", ["ideal", "loihi2", "pcm_crossbar"])
 def test_random_feedback_has_the_scale_of_the_readout_it_replaces(profile):
     """B is drawn like the Trainer draws W_out (in the readout's units), so a random-feedback
