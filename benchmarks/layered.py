@@ -85,8 +85,9 @@ def main() -> None:
     with torch.no_grad():
         twin_s = best(lambda: twin(xt, weights={k: torch.from_numpy(w) for k, w in weights.items()}))
     print(f"first run incl. compile: {compile_s:.1f} s")
-    print(f"forward, batch {args.batch}: emulator {1e3 * emulator_s / args.batch:.2f} ms/sample, twin "
-          f"{1e3 * twin_s / args.batch:.2f} ms/sample: emulator / twin = {emulator_s / twin_s:.2f}x")  # fmt: skip
+    per = {name: 1e3 * s / args.batch for name, s in (("emulator", emulator_s), ("twin", twin_s))}
+    print(f"forward, batch {args.batch}: emulator {per['emulator']:.2f} ms/sample, twin {per['twin']:.2f} "
+          f"ms/sample: emulator / twin = {emulator_s / twin_s:.2f}x")  # fmt: skip
     brian.close()
 
     task = make_task("pattern", seed=0, n_in=700, n_out=20, n_steps=STEPS, n_patterns=args.patterns)
@@ -99,8 +100,9 @@ def main() -> None:
         trainer.chip.close()
         with open(Path(out) / "run" / "timing.csv") as fh:
             row = list(csv.DictReader(fh))[-1]
-    print(f"in-the-loop epoch ({args.patterns} samples, bptt): {epoch_s:.1f} s incl. compiles and evaluation; steps: chip "
-          f"{float(row['wall_chip_s']):.1f} s, host {float(row['wall_host_s']):.1f} s")  # fmt: skip
+    chip_s, host_s = float(row["wall_chip_s"]), float(row["wall_host_s"])
+    print(f"in-the-loop epoch ({args.patterns} samples, bptt): {epoch_s:.1f} s incl. compiles and "
+          f"evaluation; its steps: chip {chip_s:.1f} s, host {host_s:.1f} s")  # fmt: skip
 
 
 if __name__ == "__main__":
