@@ -22,8 +22,6 @@ from chiploop.interchange.chain import Chain
 from chiploop.interchange.mapping import Mapped, map_chain
 from chiploop.training.tasks import Task
 
-LAYER_MATRICES = {"hidden": ("in_hidden", "hidden_hidden"), "out": ("hidden_out",)}
-
 
 @dataclass
 class LayerReport:
@@ -101,7 +99,7 @@ def chip_report(chain: Chain, profile_name: str, task: Task, dt_s: float | None,
 
 def _layers(chain: Chain, mapped: Mapped, broken: list[DesignRuleError], seed: int) -> list[LayerReport]:
     """Per layer: weights after programming vs intended, decay factors and thresholds vs NIR's."""
-    hidden, out = chain.layers
+    spec = mapped.spec
     programmed = {}
     if not broken:
         twin = TorchTwin(mapped.profile, mapped.spec, seed=seed, dtype=torch.float64)
@@ -112,8 +110,9 @@ def _layers(chain: Chain, mapped: Mapped, broken: list[DesignRuleError], seed: i
     c_ref = neuron_constants(reference.profile, reference.spec)
     lo, hi = mapped.profile.weights.range
     reports = []
-    for layer, nir_layer in (("hidden", hidden), ("out", out)):
-        names = [m for m in LAYER_MATRICES[layer] if m in mapped.weights]
+    slices = dict(zip(spec.layer_names, spec.hidden_slices(), strict=True))
+    for layer, nir_layer in zip((*spec.layer_names, "out"), chain.layers, strict=True):
+        names = [m for m in mapped.weights if m.split("_", 1)[1] == layer]  # the weights into the layer
         want = np.concatenate([mapped.weights[m].ravel() for m in names])
         rms = float(np.sqrt(np.mean(want**2))) or 1.0
         error = None
@@ -123,10 +122,11 @@ def _layers(chain: Chain, mapped: Mapped, broken: list[DesignRuleError], seed: i
         clipped = (
             float(np.mean((want < lo) | (want > hi))) if not mapped.profile.weights.map_to_range else 0.0
         )
-        mem, mem_ref = (c.mem_h, c_ref.mem_h) if layer == "hidden" else (c.mem_o, c_ref.mem_o)
-        thr, thr_ref = (
-            (c.threshold_h, c_ref.threshold_h) if layer == "hidden" else (c.threshold_o, c_ref.threshold_o)
-        )
+        if layer == "out":
+            mem, mem_ref, thr, thr_ref = c.mem_o, c_ref.mem_o, c.threshold_o, c_ref.threshold_o
+        else:
+            s = slices[layer]
+            mem, mem_ref, thr, thr_ref = c.mem_h[s], c_ref.mem_h[s], c.threshold_h[s], c_ref.threshold_h[s]
         k = mapped.scales[layer] * mapped.profile.state_scale
         rules = [str(e) for e in broken if _touches(e, layer)]
         reports.append(LayerReport(
@@ -150,10 +150,13 @@ def _factor(values: np.ndarray, mapped: Mapped) -> np.ndarray:
 
 
 def _touches(error: DesignRuleError, layer: str) -> bool:
-    text = str(error)
+    """Whether a broken rule concerns `layer` (the rules name the layer they count; neuron and
+    core counts concern every layer)."""
+    if error.rule in ("max_neurons", "neurons_per_core"):
+        return True
     if layer == "out":
-        return error.rule in ("max_outputs", "max_neurons", "neurons_per_core") or "output" in text
-    return "output" not in text or error.rule in ("max_neurons", "neurons_per_core")
+        return error.rule == "max_outputs" or "output" in str(error)
+    return error.rule == "max_inputs" and layer == "hidden" or f"one {layer} neuron" in str(error)
 
 
 def table(software: float, metric_name: str, reports: list[ChipReport], software_notes: list[str]) -> str:

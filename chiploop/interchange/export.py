@@ -42,28 +42,29 @@ def to_nir(profile: ChipProfile, spec: NetworkSpec, weights: dict[str, np.ndarra
         raise NirError("a second synaptic current (neuron.tau_syn2_s) has no NIR node")
     c = neuron_constants(profile, spec)
     scale = profile.state_scale
-    mem_h, mem_o = _factor(c.mem_h, profile), _factor(c.mem_o, profile)
+    n_h = spec.n_hidden_total
     syn = _factor(np.concatenate([c.syn_h, c.syn_o]), profile) if c.syn_enabled else np.zeros(spec.n_neurons)
-    syn_h, syn_o = syn[: spec.n_hidden], syn[spec.n_hidden :]
     dt = profile.timing.dt_s
-    hidden = _neuron(mem_h, syn_h, c.threshold_h / scale, c.bias_h / scale, dt, spiking=True)
-    out = _neuron(
-        mem_o, syn_o, c.threshold_o / scale, c.bias_o / scale, dt, spiking=spec.readout == "spiking"
-    )
-    gain_h, gain_o = _gain(mem_h, syn_h), _gain(mem_o, syn_o)
-    nodes = {
-        "input": nir.Input(input_type=np.array([spec.n_in])),
-        "in_hidden": nir.Linear(weight=(weights["in_hidden"] / gain_h).T),
-        "hidden": hidden,
-        "hidden_out": nir.Linear(weight=(weights["hidden_out"] / gain_o).T),
-        "out": out,
-        "output": nir.Output(output_type=np.array([spec.n_out])),
-    }
-    edges = [("input", "in_hidden"), ("in_hidden", "hidden"), ("hidden", "hidden_out"), ("hidden_out", "out"),
-             ("out", "output")]  # fmt: skip
-    if spec.recurrent:
-        nodes["hidden_hidden"] = nir.Linear(weight=(weights["hidden_hidden"] / gain_h).T)
-        edges += [("hidden", "hidden_hidden"), ("hidden_hidden", "hidden")]
+    nodes = {"input": nir.Input(input_type=np.array([spec.n_in]))}
+    edges = []
+    pre = "input"
+    layers = [(name, s) for name, s in zip(spec.layer_names, spec.hidden_slices(), strict=True)]
+    for name, s in [*layers, ("out", slice(n_h, spec.n_neurons))]:
+        hidden = name != "out"
+        mem = _factor(c.mem_h[s] if hidden else c.mem_o, profile)
+        thr = (c.threshold_h[s] if hidden else c.threshold_o) / scale
+        bias = (c.bias_h[s] if hidden else c.bias_o) / scale
+        gain = _gain(mem, syn[s])
+        nodes[name] = _neuron(mem, syn[s], thr, bias, dt, spiking=hidden or spec.readout == "spiking")
+        into = f"{'in' if pre == 'input' else pre}_{name}"
+        nodes[into] = nir.Linear(weight=(weights[into] / gain).T)
+        edges += [(pre, into), (into, name)]
+        if f"{name}_{name}" in weights:
+            nodes[f"{name}_{name}"] = nir.Linear(weight=(weights[f"{name}_{name}"] / gain).T)
+            edges += [(name, f"{name}_{name}"), (f"{name}_{name}", name)]
+        pre = name
+    nodes["output"] = nir.Output(output_type=np.array([spec.n_out]))
+    edges.append(("out", "output"))
     metadata = {
         "source": "chiploop",
         "chiploop_profile": profile.name,

@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.network import NetworkSpec
-from chiploop.errors import ChiploopError
+from chiploop.emulator.network import MAX_LAYERS, NetworkSpec
 from chiploop.interchange.chain import Chain, Layer
 from chiploop.interchange.nirfile import NirError
 
@@ -112,42 +111,45 @@ def map_chain(chain: Chain, base: ChipProfile, dt_s: float | None = None, softwa
     inputs in the same step) and an unquantized weight range is widened to fit. On a chip, its
     own rules stay and each one that differs from NIR's is reported.
     """
-    if len(chain.layers) > 2:
-        raise ChiploopError(
-            f"NIR graph has {len(chain.layers) - 1} hidden layers; this build runs networks with one"
-        )
     if len(chain.layers) < 2:
         raise NirError(f"node '{chain.layers[0].name}': a network needs a hidden spiking layer and a readout")
-    hidden, out = chain.layers
-    if not hidden.spiking:
-        raise NirError(f"node '{hidden.name}' field type: a hidden layer must spike (LIF, CubaLIF or IF), "
-                       f"got {hidden.kind}")  # fmt: skip
+    *hidden, out = chain.layers
+    if len(hidden) > MAX_LAYERS:
+        raise NirError(f"graph: {len(hidden)} hidden layers, chiploop runs 1 to {MAX_LAYERS}")
+    for layer in hidden:
+        if not layer.spiking:
+            raise NirError(f"node '{layer.name}' field type: a hidden layer must spike (LIF, CubaLIF or IF), "
+                           f"got {layer.kind}")  # fmt: skip
     if out.recurrent is not None:
         raise NirError(f"node '{out.recurrent_node}': chiploop's readout has no recurrence")
     dt, dt_source = resolve_dt(chain, dt_s)
-    eh, eo = _euler(hidden, dt), _euler(out, dt)
-    notes = [*eh.notes, *eo.notes]
-    w_in = hidden.weight * eh.gain
-    w_rec = None if hidden.recurrent is None else hidden.recurrent * eh.gain
-    w_out = out.weight * eo.gain
+    eh, eo = [_euler(layer, dt) for layer in hidden], _euler(out, dt)
+    notes = [note for e in (*eh, eo) for note in e.notes]
     spec = NetworkSpec(
         n_in=chain.n_in,
-        n_hidden=hidden.size,
+        n_hidden=tuple(layer.size for layer in hidden),
         n_out=out.size,
-        recurrent=w_rec is not None,
+        recurrent=tuple(layer.recurrent is not None for layer in hidden),
         readout="spiking" if out.spiking else "leaky",
     )
-    hidden_mats = [w_in] if w_rec is None else [w_in, w_rec]
-    k_h, notes_h = _scale(base, hidden_mats, eh.threshold, hidden.name, software)
-    k_o, notes_o = _scale(base, [w_out], eo.threshold, out.name, software)
-    notes += [*notes_h, *notes_o]
-    weights = {"in_hidden": w_in * k_h, "hidden_out": w_out * k_o}
-    if w_rec is not None:
-        weights["hidden_hidden"] = w_rec * k_h
-    overrides = _overrides(base, eh, eo, k_h, k_o)
+    weights: dict[str, np.ndarray] = {}
+    scales: dict[str, float] = {}
+    pre = "in"
+    for name, layer, e in zip(spec.layer_names, hidden, eh, strict=True):
+        mats = {f"{pre}_{name}": layer.weight * e.gain}
+        if layer.recurrent is not None:
+            mats[f"{name}_{name}"] = layer.recurrent * e.gain
+        scales[name], scale_notes = _scale(base, list(mats.values()), e.threshold, layer.name, software)
+        weights |= {m: w * scales[name] for m, w in mats.items()}
+        notes += scale_notes
+        pre = name
+    scales["out"], scale_notes = _scale(base, [out.weight * eo.gain], eo.threshold, out.name, software)
+    weights[f"{pre}_out"] = out.weight * eo.gain * scales["out"]
+    notes += scale_notes
+    overrides = _overrides(base, eh, eo, [scales[n] for n in spec.layer_names], scales["out"])
     if not software and base.neuron.update_order == "add_then_decay":
         own = base.neuron.nominal("tau_syn_s")
-        for layer, e in ((hidden, eh), (out, eo)):
+        for layer, e in zip(chain.layers, (*eh, eo), strict=True):
             if e.syn is None:
                 detail = (
                     f"{base.name} decays every input through a synaptic current (add, then decay): "
@@ -164,6 +166,10 @@ def map_chain(chain: Chain, base: ChipProfile, dt_s: float | None = None, softwa
             overrides["weights.range"] = [-peak, peak]
     else:
         notes += _rule_notes(base, hidden, out)
+    for layer in hidden[1:]:
+        notes.append(Note(layer.name, layer.weight_node, "input", "timing",
+                          "this layer sees the spikes of the layer below one step later than in NIR "
+                          "(chiploop delays every synapse between layers by one step)"))  # fmt: skip
     notes.append(Note(out.name, out.name, "input", "timing",
                       "the readout sees the hidden spikes one step later than in NIR (chiploop delays every "
                       "hidden-to-readout synapse by one step)"))  # fmt: skip
@@ -173,14 +179,18 @@ def map_chain(chain: Chain, base: ChipProfile, dt_s: float | None = None, softwa
                           "that fades with the readout's time constant"))  # fmt: skip
     overrides["description"] = f"{base.name} running an imported NIR network (dt {dt:g} s)"
     profile = base.with_overrides(overrides)
-    scales = {"hidden": k_h, "out": k_o}
     if not software:
-        notes += _quantization_notes(profile, spec, weights, scales, (hidden, eh), (out, eo))
+        layers = [*zip(spec.layer_names, hidden, eh, strict=True), ("out", out, eo)]
+        notes += _quantization_notes(profile, spec, weights, scales, layers)
     return Mapped(spec, weights, profile, dt, dt_source, scales, notes)
 
 
 def _quantization_notes(
-    profile: ChipProfile, spec: NetworkSpec, weights: dict, scales: dict, *layers: tuple[Layer, _Euler]
+    profile: ChipProfile,
+    spec: NetworkSpec,
+    weights: dict,
+    scales: dict,
+    layers: list[tuple[str, Layer, _Euler]],
 ) -> list[Note]:
     """What the chip's registers round or clip: decay factors, thresholds, weights beyond the range."""
     from chiploop.emulator.device_model import neuron_constants
@@ -189,8 +199,10 @@ def _quantization_notes(
     ar = profile.arithmetic
     notes = []
     lo, hi = profile.weights.range
-    for (layer, e), key, mem, thr in zip(layers, ("hidden", "out"), (c.mem_h, c.mem_o),
-                                         (c.threshold_h, c.threshold_o), strict=True):  # fmt: skip
+    slices = dict(zip(spec.layer_names, spec.hidden_slices(), strict=True))
+    for key, layer, e in layers:
+        mem = c.mem_o if key == "out" else c.mem_h[slices[key]]
+        thr = c.threshold_o if key == "out" else c.threshold_h[slices[key]]
         if ar.kind == "fixed":
             factor = (1.0 - np.ldexp(1.0, -mem.astype(np.int64)) if ar.decay == "shift"
                       else np.ldexp(mem.astype(np.float64), -ar.decay_bits))  # fmt: skip
@@ -204,7 +216,7 @@ def _quantization_notes(
                 if rel > 0:
                     detail = f"thresholds rounded to integers, off by up to {100 * rel:.2g} %"
                     notes.append(Note(layer.name, layer.name, "v_threshold", "quantized", detail))
-        names = [m for m in weights if m.endswith(key) or (key == "hidden" and m.startswith("in_"))]
+        names = [m for m in weights if m.split("_", 1)[1] == key]
         outside = sum(int(np.sum((weights[m] < lo) | (weights[m] > hi))) for m in names)
         if outside and not profile.weights.map_to_range:
             notes.append(Note(layer.name, layer.weight_node, "weight", "clipped",
@@ -320,27 +332,33 @@ def _scale(
     ]
 
 
-def _overrides(base: ChipProfile, eh: _Euler, eo: _Euler, k_h: float, k_o: float) -> dict[str, Any]:
+def _overrides(
+    base: ChipProfile, eh: list[_Euler], eo: _Euler, k_h: list[float], k_o: float
+) -> dict[str, Any]:
+    """Per-neuron profile values: the hidden layers' neurons in order, then the readout's."""
     dt_chip = base.timing.dt_s
     scale = base.state_scale
-    syn_h = [0.0] * len(eh.mem) if eh.syn is None else _chip_tau(eh.syn, dt_chip)
-    syn_o = [0.0] * len(eo.mem) if eo.syn is None else _chip_tau(eo.syn, dt_chip)
-    thr_h = (eh.threshold * k_h).tolist()
+
+    def syn(e: _Euler) -> list[float]:
+        return [0.0] * len(e.mem) if e.syn is None else _chip_tau(e.syn, dt_chip)
+
+    thr_h = np.concatenate([e.threshold * k for e, k in zip(eh, k_h, strict=True)])  # hidden layers spike
+    bias_h = np.concatenate([e.bias * k * scale for e, k in zip(eh, k_h, strict=True)])
     thr_o = (eo.threshold * k_o).tolist() if eo.threshold is not None else [max(1.0, k_o)] * len(eo.mem)
     return {
-        "neuron.tau_mem_s": _chip_tau(eh.mem, dt_chip),
+        "neuron.tau_mem_s": [t for e in eh for t in _chip_tau(e.mem, dt_chip)],
         "neuron.tau_out_s": _chip_tau(eo.mem, dt_chip),
-        "neuron.tau_syn_s": syn_h + syn_o,
-        "neuron.threshold": thr_h + thr_o,
-        "neuron.bias": (eh.bias * k_h * scale).tolist() + (eo.bias * k_o * scale).tolist(),
+        "neuron.tau_syn_s": [t for e in eh for t in syn(e)] + syn(eo),
+        "neuron.threshold": thr_h.tolist() + thr_o,
+        "neuron.bias": bias_h.tolist() + (eo.bias * k_o * scale).tolist(),
     }
 
 
-def _rule_notes(base: ChipProfile, hidden: Layer, out: Layer) -> list[Note]:
+def _rule_notes(base: ChipProfile, hidden: list[Layer], out: Layer) -> list[Note]:
     """NIR's rules the chip does not follow, as notes on the layers they touch."""
     n = base.neuron
     notes = []
-    spiking = [layer for layer in (hidden, out) if layer.spiking]
+    spiking = [layer for layer in (*hidden, out) if layer.spiking]
     for layer in spiking:
         if n.reset == "subtract":
             notes.append(
@@ -362,7 +380,7 @@ def _rule_notes(base: ChipProfile, hidden: Layer, out: Layer) -> list[Note]:
                     f"{base.name} spikes at v >= threshold, NIR's exporters at v > threshold",
                 )
             )
-        if n.max_spike_count > 1 and layer is hidden:
+        if n.max_spike_count > 1 and layer is not out:
             notes.append(
                 Note(
                     layer.name,
@@ -372,11 +390,12 @@ def _rule_notes(base: ChipProfile, hidden: Layer, out: Layer) -> list[Note]:
                     f"{base.name} sends up to {n.max_spike_count} spikes per step",
                 )
             )
+    first = hidden[0]
     if base.timing.input_delay_steps:
         notes.append(
             Note(
-                hidden.name,
-                hidden.weight_node,
+                first.name,
+                first.weight_node,
                 "input",
                 "timing",
                 f"inputs reach {base.name}'s currents one step later than in NIR",
@@ -385,8 +404,8 @@ def _rule_notes(base: ChipProfile, hidden: Layer, out: Layer) -> list[Note]:
     if n.update_order == "add_then_decay":
         notes.append(
             Note(
-                hidden.name,
-                hidden.name,
+                first.name,
+                first.name,
                 "tau",
                 "rule",
                 f"{base.name} decays a step's input with the current (add, then decay)",
@@ -395,8 +414,8 @@ def _rule_notes(base: ChipProfile, hidden: Layer, out: Layer) -> list[Note]:
     if n.refractory_steps:
         notes.append(
             Note(
-                hidden.name,
-                hidden.name,
+                first.name,
+                first.name,
                 "v_reset",
                 "rule",
                 f"{base.name} holds a neuron {n.refractory_steps} steps after a spike",

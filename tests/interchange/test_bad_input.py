@@ -89,7 +89,7 @@ def test_a_good_graph_imports(tmp_path):
         ("nan", "node '1' field tau: NaN or infinite values"),
         ("inf", "node '2' field weight: NaN or infinite values"),
         ("tau_below_dt", "node '1' field tau: 1e-05 s is not longer than the step dt 0.001 s"),
-        ("two_hidden", "NIR graph has 2 hidden layers; this build runs networks with one"),
+        ("five_hidden", "graph: 5 hidden layers, chiploop runs 1 to 4"),
     ],
 )
 def test_bad_graph_is_one_line_naming_node_and_field(tmp_path, case, expected):
@@ -111,19 +111,14 @@ def test_bad_graph_is_one_line_naming_node_and_field(tmp_path, case, expected):
         nodes, edges = _graph(**{"2": {"type": "Linear", "weight": w}})
     elif case == "tau_below_dt":  # what norse 1.1.0's to_nir writes with its default dt (tau x 1e-3)
         nodes, edges = _graph(**{"1": _lif(5, tau=np.full(5, 1e-5))})
-    else:
+    else:  # five hidden layers of 5: input -> 0 -> 1 -> (wk -> lk) x 4 -> 2 -> 3 -> output
         nodes, edges = _graph()
-        nodes["2"], nodes["2b"], nodes["3b"] = _affine(5, 5), _lif(5), _affine(3, 5)
-        edges = [
-            ("input", "0"),
-            ("0", "1"),
-            ("1", "2"),
-            ("2", "2b"),
-            ("2b", "3b"),
-            ("3b", "3"),
-            ("3", "output"),
-        ]
-        nodes["3"] = {"type": "LI", "tau": np.full(3, 0.02), "r": np.ones(3), "v_leak": np.zeros(3)}
+        chain = ["input", "0", "1"]
+        for k in range(4):
+            nodes[f"w{k}"], nodes[f"l{k}"] = _affine(5, 5), _lif(5)
+            chain += [f"w{k}", f"l{k}"]
+        chain += ["2", "3", "output"]
+        edges = list(zip(chain[:-1], chain[1:], strict=True))
     code, err = _deploy(tmp_path, _write(tmp_path / "bad.nir", nodes, edges))
     assert code == 2
     assert len(err.splitlines()) == 1 and expected in err, err

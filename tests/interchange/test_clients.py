@@ -89,6 +89,56 @@ def test_norse_lifbox_network_runs_as_in_norse(tmp_path):
     np.testing.assert_allclose(v_chip, v_ref[:, :-1], rtol=0, atol=ATOL_V)
 
 
+def test_a_norse_network_of_two_hidden_layers_runs_as_in_norse_one_step_per_layer_later(tmp_path):
+    """Two LIF layers: chiploop delays every synapse between layers by one step, so its layer k
+    (and the readout) at step t + k - 1 is Norse's at t. The Linear layers after the first have no
+    bias (a bias would be integrated over the extra steps, an offset as for the readout above)."""
+    norse = pytest.importorskip("norse.torch")
+    torch.manual_seed(1)
+    h2 = 12
+    p1 = norse.LIFBoxParameters(
+        tau_mem_inv=1 / torch.linspace(0.005, 0.03, H), v_th=torch.linspace(0.2, 0.5, H),
+        v_leak=torch.zeros(H), v_reset=torch.zeros(H),
+    )  # fmt: skip
+    p2 = norse.LIFBoxParameters(tau_mem_inv=torch.full((h2,), 80.0), v_th=torch.full((h2,), 0.1),
+                                v_leak=torch.zeros(h2), v_reset=torch.zeros(h2))  # fmt: skip
+    q = norse.LIBoxParameters(tau_mem_inv=torch.full((N_OUT,), 50.0), v_leak=torch.zeros(N_OUT))
+    model = norse.SequentialState(
+        torch.nn.Linear(N_IN, H), norse.LIFBoxCell(p1),
+        torch.nn.Linear(H, h2, bias=False), norse.LIFBoxCell(p2),
+        torch.nn.Linear(h2, N_OUT, bias=False), norse.LIBoxCell(q),
+    )  # fmt: skip
+    with torch.no_grad():
+        model[0].weight.mul_(4)
+        model[2].weight.abs_().mul_(6)
+    path = tmp_path / "norse2.nir"
+    nir.write(path, norse.to_nir(model, torch.zeros(1, N_IN), dt=1.0))
+
+    from norse.torch.functional.lif_box import LIFBoxFeedForwardState
+
+    x = _inputs(2)
+    z1, z2, vo = [], [], []
+    s1, s2, so = (
+        LIFBoxFeedForwardState(v=torch.zeros(B, H)),
+        LIFBoxFeedForwardState(v=torch.zeros(B, h2)),
+        None,
+    )
+    with torch.no_grad():
+        for t in range(T):
+            a, s1 = model[1](model[0](x[t]), s1)
+            b, s2 = model[3](model[2](a), s2)
+            v, so = model[5](model[4](b), so)
+            z1.append(a), z2.append(b), vo.append(v)
+    z1, z2, vo = (torch.stack(r, 1).numpy() for r in (z1, z2, vo))
+
+    mapped, out = _chiploop(path, x)
+    assert mapped.spec.hidden_sizes == (H, h2)
+    assert z1.sum() > 50 and z2.sum() > 50
+    np.testing.assert_array_equal(out.spikes["hidden"].numpy(), z1)
+    np.testing.assert_array_equal(out.spikes["hidden2"].numpy()[:, 1:], z2[:, :-1])
+    np.testing.assert_allclose(out.v["out"].numpy()[:, 2:], vo[:, :-2], rtol=0, atol=ATOL_V)
+
+
 def test_snntorch_recurrent_network_runs_as_in_snntorch(tmp_path):
     snn = pytest.importorskip("snntorch")
     from snntorch.export_nir import export_to_nir

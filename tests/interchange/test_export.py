@@ -38,10 +38,14 @@ def _inputs(seed: int) -> torch.Tensor:
 
 
 def _weights(spec: NetworkSpec, seed: int, scale_out: float = 0.8) -> dict[str, np.ndarray]:
+    """std 1 into the hidden layers (3 between them), 0.3 recurrent, `scale_out` into the readout."""
     g = np.random.default_rng(seed)
-    w = {"in_hidden": g.normal(0, 1.0, (N_IN, H)), "hidden_out": g.normal(0, scale_out, (H, N_OUT))}
-    if spec.recurrent:
-        w["hidden_hidden"] = g.normal(0, 0.3, (H, H))
+    std = {"in": 1.0, "between": 3.0, "recurrent": 0.3, "out": scale_out}
+    w = {}
+    for name, shape in spec.weight_shapes().items():
+        pre, post = name.split("_", 1)
+        kind = "out" if post == "out" else "in" if pre == "in" else "recurrent" if pre == post else "between"
+        w[name] = g.normal(0, std[kind], shape)
     return w
 
 
@@ -73,9 +77,10 @@ def test_norse_imports_a_chiploop_network_and_runs_it_the_same(tmp_path):
     np.testing.assert_array_equal(mine[:, 1:], theirs[:, :-1])
 
 
-def test_chiploop_imports_its_own_export_exactly(tmp_path):
+@pytest.mark.parametrize("hidden", [H, (H, 10)])
+def test_chiploop_imports_its_own_export_exactly(tmp_path, hidden):
     profile = load_profile("ideal")  # subtract reset, v >= threshold, input delay 1: kept in the metadata
-    spec = NetworkSpec(N_IN, H, N_OUT, recurrent=True)
+    spec = NetworkSpec(N_IN, hidden, N_OUT, recurrent=True)
     weights = _weights(spec, 1)
     path = tmp_path / "ideal.nir"
     nir.write(path, to_nir(profile, spec, weights))
@@ -86,8 +91,9 @@ def test_chiploop_imports_its_own_export_exactly(tmp_path):
     assert back.spec == spec and back.dt_source == "graph metadata"
     x = _inputs(4)
     before, after = _run(profile, spec, weights, x), _run(back.profile, back.spec, back.weights, x)
-    assert before.spikes["hidden"].sum() > 100
-    np.testing.assert_array_equal(after.spikes["hidden"].numpy(), before.spikes["hidden"].numpy())
+    for layer in spec.layer_names:
+        assert before.spikes[layer].sum() > 100, layer
+        np.testing.assert_array_equal(after.spikes[layer].numpy(), before.spikes[layer].numpy())
     np.testing.assert_allclose(after.v["out"].numpy(), before.v["out"].numpy(), rtol=0, atol=1e-9)
 
 
