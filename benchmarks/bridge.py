@@ -62,6 +62,11 @@ def median_time(fn, n: int) -> float:  # noqa: ANN001 - any callable
     return statistics.median(times)
 
 
+# xylo's int8 weights and dynamics without its size limits: the upload is larger than a Xylo holds
+XYLO_UNLIMITED = {"limits.max_neurons": None, "limits.max_inputs": None, "limits.max_outputs": None,
+                  "limits.max_fan_out": None}  # fmt: skip
+
+
 def upload_weights() -> tuple[NetworkSpec, dict[str, np.ndarray]]:
     """The upload workload: 100 x 1000 + 1000 x 2 int8 weights (xylo)."""
     spec = NetworkSpec(100, 1000, 2)
@@ -72,7 +77,7 @@ def upload_weights() -> tuple[NetworkSpec, dict[str, np.ndarray]]:
 
 def bench_upload(url: str) -> None:
     spec, w = upload_weights()
-    chip = SerialChip(url, load_profile("xylo"), spec)
+    chip = SerialChip(url, load_profile("xylo").with_overrides(XYLO_UNLIMITED), spec)
     try:
         chip.write_weights(w)
         tx0, rx0 = chip.link.stats.tx_bytes, chip.link.stats.rx_bytes
@@ -138,7 +143,7 @@ def noisy_upload(url: str, rates: FaultRates, seed: int) -> tuple[bool, float, i
     """One upload through a relay with `rates`: (exact, seconds, retransmits, timeouts)."""
     spec, w = upload_weights()
     with Relay(url, rates, seed=seed) as relay:
-        chip = SerialChip(relay.url, load_profile("xylo"), spec)
+        chip = SerialChip(relay.url, load_profile("xylo").with_overrides(XYLO_UNLIMITED), spec)
         try:
             chip.write_weights(w)
             expected = chip.device.for_run()

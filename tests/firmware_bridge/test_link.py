@@ -62,7 +62,7 @@ def test_busy_port_is_refused(start_board) -> None:
 
 def test_unknown_protocol_version_names_port_and_version(serve) -> None:
     url = serve(Board(version=0x21))
-    with pytest.raises(LinkError, match=rf"^{url}: unknown protocol version 2\.1 \(host speaks 1\.2\)"):
+    with pytest.raises(LinkError, match=rf"^{url}: unknown protocol version 2\.1 \(host speaks 1\.3\)"):
         Link(url, hello_wait_s=1.0)
 
 
@@ -176,7 +176,7 @@ def test_nak_is_a_link_error_with_its_code(serve) -> None:
 
 
 def test_host_version_constant_matches_the_doc() -> None:
-    assert VERSION == 0x12  # docs/protocol.md: version 1.2
+    assert VERSION == 0x13  # docs/protocol.md: version 1.3
 
 
 def test_a_lost_answer_is_retransmitted_as_soon_as_a_later_request_is_answered(serve) -> None:

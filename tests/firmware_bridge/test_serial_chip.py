@@ -11,7 +11,7 @@ from chiploop.emulator.chip import Chip
 from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.targets import open_chip
 from chiploop.emulator.twin import TorchTwin
-from chiploop.errors import ChipError
+from chiploop.errors import ChipError, DesignRuleError
 from chiploop.firmware_bridge.board_sim import CAPABILITIES, Board, serve_in_background
 from chiploop.firmware_bridge.link import Link
 from chiploop.firmware_bridge.protocol import Cap
@@ -155,6 +155,16 @@ def test_a_board_without_configurable_rules_hosts_only_chiploops_own() -> None:
         serve_in_background(Board(capabilities=CAPABILITIES & ~Cap.RULES)), load_profile("ideal"), spec
     )
     chip.close()
+
+
+def test_the_profiles_design_rules_hold_on_a_board_and_layers_need_its_capability() -> None:
+    """A network too large for the profile is refused before the port is opened, like on every
+    other backend; several hidden layers need a board with LAYERS (protocol 1.3)."""
+    with pytest.raises(DesignRuleError, match="max_inputs"):
+        SerialChip("socket://127.0.0.1:9", load_profile("xylo"), NetworkSpec(100, 40, 4))
+    url = serve_in_background(Board(capabilities=CAPABILITIES & ~Cap.LAYERS))
+    with pytest.raises(ChipError, match=r"cannot host this network: one hidden layer only \(no LAYERS\)"):
+        SerialChip(url, load_profile("ideal"), NetworkSpec(3, (4, 4), 2))
 
 
 def test_open_chip_routes_board_urls_to_serial_chip(start_board) -> None:
