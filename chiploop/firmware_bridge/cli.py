@@ -1,4 +1,4 @@
-"""`chiploop board`: serve a simulated board or the firmware under QEMU, ping a board, show its capabilities."""
+"""`chiploop board`: serve a simulated board or the firmware under QEMU, ping a board, show its limits."""
 
 from __future__ import annotations
 
@@ -91,9 +91,9 @@ def info(url: str = typer.Argument(..., help="Port: /dev/ttyACM0, /dev/pts/N, so
 
 @app.command()
 def qemu(
-    machine: str = typer.Option("lm3s6965evb", "--machine", help="QEMU board model (lm3s6965evb: Cortex-M3)."),
+    machine: str = typer.Option("lm3s6965evb", "--machine", help="QEMU board model (lm3s6965evb)."),
     image: Annotated[
-        Path | None, typer.Option("--image", help="A built firmware image (default: make -C firmware cortex-m).")
+        Path | None, typer.Option("--image", help="A built image (default: make -C firmware cortex-m).")
     ] = None,
 ) -> None:
     """Run the reference firmware on an emulated microcontroller; prints its UART's pty until Ctrl-C."""

@@ -47,7 +47,8 @@ MACHINES = {
 def machine(name: str) -> Machine:
     """The Machine called `name`; QemuError listing the supported ones otherwise."""
     if name not in MACHINES:
-        raise QemuError(f"board qemu: no firmware port for machine {name!r}; supported: {', '.join(MACHINES)}")
+        supported = ", ".join(MACHINES)
+        raise QemuError(f"board qemu: no firmware port for machine {name!r}; supported: {supported}")
     return MACHINES[name]
 
 
@@ -87,7 +88,8 @@ class QemuBoard:
         if not self.image.is_file():
             raise QemuError(f"board qemu: image {self.image} not found")
         mon = ["-monitor", f"unix:{monitor},server,nowait"] if monitor else ["-monitor", "none"]
-        cmd = [qemu, "-M", self.machine.name, "-nographic", *mon, "-serial", "pty", "-kernel", str(self.image)]
+        cmd = [qemu, "-M", self.machine.name, "-nographic", *mon, "-serial", "pty"]
+        cmd += ["-kernel", str(self.image)]
         self.output: deque[str] = deque(maxlen=100)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)  # fmt: skip
