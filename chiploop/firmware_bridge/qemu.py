@@ -91,8 +91,9 @@ class QemuBoard:
         cmd = [qemu, "-M", self.machine.name, "-nographic", *mon, "-serial", "pty"]
         cmd += ["-kernel", str(self.image)]
         self.output: deque[str] = deque(maxlen=100)
+        # Its own process group: a Ctrl-C at the terminal reaches chiploop, which then stops QEMU.
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)  # fmt: skip
+                                     stderr=subprocess.STDOUT, text=True, process_group=0)  # fmt: skip
         self.url = self._wait_for_pty()
         threading.Thread(target=self._drain, daemon=True).start()  # QEMU must never block on its stdout
 
