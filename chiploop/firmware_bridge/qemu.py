@@ -76,19 +76,20 @@ def build_image(m: Machine, firmware: Path = FIRMWARE) -> Path:
 class QemuBoard:
     """QEMU running the firmware image for `machine`; `url` is the pty of its UART.
 
-    image: a built ELF (default: built from firmware/ now). monitor: a Unix socket path for QEMU's
-    human monitor (memory reads for measurements), else no monitor. Stops QEMU on close/exit.
+    image: a built ELF (default: built from firmware/ now). qmp: a Unix socket path for QEMU's machine
+    protocol (memory reads for measurements). Stops QEMU on close/exit.
     """
 
     def __init__(self, machine_name: str = "lm3s6965evb", image: Path | None = None,
-                 monitor: Path | None = None) -> None:  # fmt: skip
+                 qmp: Path | None = None) -> None:  # fmt: skip
         self.machine = machine(machine_name)
         qemu = require("qemu-system-arm", "qemu-system-arm")
         self.image = Path(image) if image is not None else build_image(self.machine)
         if not self.image.is_file():
             raise QemuError(f"board qemu: image {self.image} not found")
-        mon = ["-monitor", f"unix:{monitor},server,nowait"] if monitor else ["-monitor", "none"]
-        cmd = [qemu, "-M", self.machine.name, "-nographic", *mon, "-serial", "pty"]
+        cmd = [qemu, "-M", self.machine.name, "-nographic", "-monitor", "none", "-serial", "pty"]
+        if qmp is not None:
+            cmd += ["-qmp", f"unix:{qmp},server=on,wait=off"]
         cmd += ["-kernel", str(self.image)]
         self.output: deque[str] = deque(maxlen=100)
         # Its own process group: a Ctrl-C at the terminal reaches chiploop, which then stops QEMU.

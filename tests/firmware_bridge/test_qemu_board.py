@@ -34,7 +34,7 @@ from chiploop.cli import app
 from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.twin import TorchTwin
 from chiploop.errors import ChipError
-from chiploop.firmware_bridge.link import Link
+from chiploop.firmware_bridge.link import Link, NakError
 from chiploop.firmware_bridge.protocol import RUN, ConfigNet, DType, Frame, Matrix, Msg, Nak, encode_frame
 from chiploop.firmware_bridge.relay import FaultRates, Relay
 from chiploop.firmware_bridge.serial_chip import SerialChip
@@ -134,14 +134,20 @@ def test_garbage_truncated_frames_and_oversized_networks_leave_it_answering(qemu
         assert (pong.type, pong.payload) == (Msg.PONG, b"alive")
     with Link(qemu_path) as link:
         ask = firmware_ask(link)
-        too_many = limits["CL_MAX_SYNAPSES"] // 64 + 1
-        for cfg in (
-            ConfigNet(64, 64, too_many, 0, 0, 16, 8, 0, 0, 0),  # one synapse row too many
-            ConfigNet(limits["CL_MAX_INPUTS"] + 1, 1, 1, 0, 0, 16, 8, 0, 0, 0),
-            ConfigNet(1, limits["CL_MAX_NEURONS"], 1, 0, 0, 16, 8, 0, 0, 0),
-            ConfigNet(1000, 1000, 1000, 0, 0, 16, 8, 0, 0, 0),
+        n_in = limits["CL_MAX_SYNAPSES"] // 64 - 10  # n_in -> 64 -> 10 holds exactly the maximum
+        for cfg, why in (
+            (ConfigNet(n_in, 64, 10, 0, 0, 16, 8, 0, 0, 0), ""),
+            (ConfigNet(n_in + 1, 64, 10, 0, 0, 16, 8, 0, 0, 0), "weights exceed max_synapses"),
+            (ConfigNet(limits["CL_MAX_INPUTS"] + 1, 1, 1, 0, 0, 16, 8, 0, 0, 0), "n_in exceeds max_inputs"),
+            (ConfigNet(1, limits["CL_MAX_NEURONS"], 1, 0, 0, 16, 8, 0, 0, 0), r"n_hidden \+ n_out exceeds"),
+            (ConfigNet(1000, 1000, 1000, 0, 0, 16, 8, 0, 0, 0), "n_in exceeds max_inputs"),
         ):
-            assert ask(Msg.CONFIG_NET, cfg.pack()) == (Msg.NAK, bytes([Nak.CAPABILITY]))
+            if not why:  # the largest that fits is taken
+                ok(ask, Msg.CONFIG_NET, cfg.pack())
+                continue
+            with pytest.raises(NakError, match=why) as refused:
+                link.request(Msg.CONFIG_NET, cfg.pack())
+            assert refused.value.code == Nak.CAPABILITY
         ok(ask, Msg.CONFIG_NET, ConfigNet(4, 3, 2, 0, 0, 16, 8, 0, 0, 0).pack())
         assert ask(Msg.RUN, RUN.pack(limits["CL_MAX_TICKS"] + 1, 0)) == (Msg.NAK, bytes([Nak.OUT_OF_RANGE]))
         c = counters(ask)
@@ -153,7 +159,7 @@ def test_garbage_truncated_frames_and_oversized_networks_leave_it_answering(qemu
 def test_serial_chip_refuses_a_network_the_qemu_board_cannot_hold(qemu_path: str) -> None:
     profile, _ = TWIN_CASES["lif-multiplier"]
     with pytest.raises(ChipError, match=r"cannot host this network: \d+ synapses, board max \d+"):
-        SerialChip(qemu_path, profile, NetworkSpec(64, 68, 10))  # 78 neurons fit, 5032 weights not
+        SerialChip(qemu_path, profile, NetworkSpec(128, 60, 10))  # 70 neurons fit, 8280 weights do not
 
 
 @pytest.mark.parametrize("case", sorted(TWIN_CASES))
@@ -174,18 +180,17 @@ def test_largest_upload_through_the_fault_relay_arrives_exact(qemu_path: str) ->
     """Every weight the board holds (64 KB SRAM is far below 100,000 int32 weights), through 1 % of
     frames flipped, dropped and duplicated in each direction, read back exact."""
     limits = cortex_m_limits()
-    n_hidden = 64
-    n_out = limits["CL_MAX_SYNAPSES"] // n_hidden - 64
-    assert 64 * n_hidden + n_hidden * n_out == limits["CL_MAX_SYNAPSES"]
+    n_in, n_out = limits["CL_MAX_SYNAPSES"] // 64 - 10, 10
+    assert n_in * 64 + 64 * n_out == limits["CL_MAX_SYNAPSES"]  # n_in -> 64 -> 10 holds exactly the maximum
     rng = np.random.default_rng(16)
     weights = {
-        Matrix.IN_HIDDEN: rng.integers(-(2**31), 2**31 - 1, (64, n_hidden)),
-        Matrix.HIDDEN_OUT: rng.integers(-(2**31), 2**31 - 1, (n_hidden, n_out)),
+        Matrix.IN_HIDDEN: rng.integers(-(2**31), 2**31 - 1, (n_in, 64)),
+        Matrix.HIDDEN_OUT: rng.integers(-(2**31), 2**31 - 1, (64, n_out)),
     }
     rates = FaultRates(bit_flip=0.01, drop=0.01, dup=0.01)
     with Relay(qemu_path, rates, seed=16, listen="pty") as relay, Link(relay.url, timeout=0.2) as link:
         ask = firmware_ask(link)
-        ok(ask, Msg.CONFIG_NET, ConfigNet(64, n_hidden, n_out, 0, 0, 24, 12, 0, 0, 0).pack())
+        ok(ask, Msg.CONFIG_NET, ConfigNet(n_in, 64, n_out, 0, 0, 24, 12, 0, 0, 0).pack())
         upload(ask, weights, generation=1)
         got = {m: read_back(ask, m, w.size, DType.I32) for m, w in weights.items()}
         c = counters(ask)
