@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import statistics
 from pathlib import Path
 from typing import Annotated
@@ -100,6 +101,7 @@ def qemu(
     from chiploop.firmware_bridge.qemu import QemuBoard
 
     board = QemuBoard(machine, image=image)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops QEMU too (it runs in its own process group)
     try:
         typer.echo(board.url)
         typer.echo(f"QEMU {machine} serves the board on {board.url}; Ctrl-C stops it", err=True)
@@ -110,3 +112,7 @@ def qemu(
         board.close()
     if code != 0:
         raise LinkError(f"board qemu: QEMU exited with code {code}: {' '.join(board.output)[-200:]}")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
