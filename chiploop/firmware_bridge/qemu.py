@@ -68,8 +68,11 @@ def build_image(m: Machine, firmware: Path = FIRMWARE) -> Path:
         raise QemuError(f"board qemu: no firmware sources at {firmware}: pass --image with a built image")
     done = subprocess.run(["make", "-C", str(firmware), m.make_target], capture_output=True, text=True)
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise QemuError(f"board qemu: make -C {firmware} {m.make_target} failed: {last}")
+        said = done.stderr.splitlines()
+        lines = [ln for ln in said if ln.strip() and not ln.startswith(("make", "collect2"))]
+        cause = next((ln for ln in lines if "error:" in ln), lines[0] if lines else "(no message)")
+        cause = cause.split("/bin/ld: ")[-1]  # the linker's own path says nothing
+        raise QemuError(f"board qemu: make -C {firmware} {m.make_target} failed: {cause}")
     return firmware / m.image
 
 
