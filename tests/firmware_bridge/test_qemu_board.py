@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -97,16 +96,27 @@ def test_board_qemu_prints_its_port_and_stops_on_ctrl_c(qemu_image: Path, from_a
         with Link(port) as link:
             assert link.info.max_synapses == cortex_m_limits()["CL_MAX_SYNAPSES"]
             link.ping(b"qemu")
+        (qemu,) = children(proc.pid)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    deadline = time.monotonic() + 5
-    while Path(port).exists() and time.monotonic() < deadline:  # the pty goes when QEMU has exited
-        time.sleep(0.05)
-    assert not Path(port).exists(), "QEMU still holds the pty after Ctrl-C"
+    assert not Path(f"/proc/{qemu}").exists(), "QEMU still runs after Ctrl-C"
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def test_the_qemu_board_reports_its_mcu_limits(qemu_path: str) -> None:
