@@ -39,6 +39,26 @@ def board_path(firmware_build: Path) -> Iterator[str]:
         proc.wait(timeout=5)
 
 
+@pytest.fixture(scope="session")
+def qemu_image() -> Path:
+    """`make -C firmware cortex-m` (skipped without QEMU and the arm-none-eabi toolchain); the image."""
+    from chiploop.firmware_bridge.qemu import APT_TOOLCHAIN, MACHINES, build_image
+
+    if not all(shutil.which(tool) for tool in ("make", "qemu-system-arm", "arm-none-eabi-gcc")):
+        pytest.skip(f"needs make, qemu-system-arm and arm-none-eabi-gcc (apt-get install qemu-system-arm "
+                    f"{APT_TOOLCHAIN})")  # fmt: skip
+    return build_image(MACHINES["lm3s6965evb"])
+
+
+@pytest.fixture
+def qemu_path(qemu_image: Path) -> Iterator[str]:
+    """A fresh QEMU lm3s6965evb running the firmware image; yields the pty of its UART."""
+    from chiploop.firmware_bridge.qemu import QemuBoard
+
+    with QemuBoard("lm3s6965evb", image=qemu_image) as board:
+        yield board.url
+
+
 @pytest.fixture
 def own_mount(tmp_path: Path) -> Callable[[str], dict]:
     """Run a shell script in a private user and mount namespace (`unshare -rm`), where the empty

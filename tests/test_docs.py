@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -55,6 +56,7 @@ CHECKS = {
     ),
     "chiploop board serve --pty": "board",
     "make -C firmware && firmware/build/chiploop_board": "board",
+    "chiploop board qemu": "board",
     f"chiploop board ping {BOARD}": "board",
     f"chiploop board info {BOARD}": "board",
     "chiploop deploy docs/examples/norse_digits.nir --profile loihi2 --profile xylo --profile pcm_crossbar "
@@ -154,6 +156,8 @@ def test_slow_commands_run_as_written(command: str, workdir: Path) -> None:
 
 @pytest.mark.parametrize("server", [c for c, check in CHECKS.items() if check == "board" and BOARD not in c])
 def test_board_commands_run_against_the_board_they_start(server: str, workdir: Path) -> None:
+    if "board qemu" in server and not all(shutil.which(t) for t in ("qemu-system-arm", "arm-none-eabi-gcc")):
+        pytest.skip("needs qemu-system-arm and arm-none-eabi-gcc (see firmware/README.md)")
     cwd = ROOT if server.startswith("make") else workdir  # the firmware builds in the repository
     env = os.environ | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     *build, serve = server.rpartition("&& ")  # exec the server, so that terminating it stops the board

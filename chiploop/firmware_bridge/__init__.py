@@ -1,4 +1,5 @@
-"""The host side of the board bridge: wire protocol, reliable link, SerialChip, board simulator, relay."""
+"""The host side of the board bridge: wire protocol, reliable link, SerialChip, board simulator, relay,
+the firmware under QEMU (qemu.py)."""
 
 from chiploop.firmware_bridge.link import Link, NakError
 from chiploop.firmware_bridge.protocol import Frame, FrameDecoder, ProtocolError, decode_frame, encode_frame

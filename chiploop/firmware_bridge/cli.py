@@ -1,7 +1,8 @@
-"""`chiploop board`: serve a simulated board, ping a board, show a board's capabilities."""
+"""`chiploop board`: serve a simulated board or the firmware under QEMU, ping a board, show its limits."""
 
 from __future__ import annotations
 
+import signal
 import statistics
 from pathlib import Path
 from typing import Annotated
@@ -87,3 +88,31 @@ def info(url: str = typer.Argument(..., help="Port: /dev/ttyACM0, /dev/pts/N, so
             table.add_row(name, str(value))
     table.add_row("capabilities", ", ".join(c.name for c in Cap if hello.capabilities & c))
     Console().print(table)
+
+
+@app.command()
+def qemu(
+    machine: str = typer.Option("lm3s6965evb", "--machine", help="QEMU board model (lm3s6965evb)."),
+    image: Annotated[
+        Path | None, typer.Option("--image", help="A built image (default: make -C firmware cortex-m).")
+    ] = None,
+) -> None:
+    """Run the reference firmware on an emulated microcontroller; prints its UART's pty until Ctrl-C."""
+    from chiploop.firmware_bridge.qemu import QemuBoard
+
+    board = QemuBoard(machine, image=image)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops QEMU too (it runs in its own process group)
+    try:
+        typer.echo(board.url)
+        typer.echo(f"QEMU {machine} serves the board on {board.url}; Ctrl-C stops it", err=True)
+        code = board.wait()
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    finally:
+        board.close()
+    if code != 0:
+        raise LinkError(f"board qemu: QEMU exited with code {code}: {' '.join(board.output)[-200:]}")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
