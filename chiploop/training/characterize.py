@@ -61,7 +61,7 @@ class CharacterizeConfig:
     kind: Literal["deploy", "train"]
     out_dir: str
     epochs: int = 3
-    n_hidden: int = 64
+    n_hidden: int | tuple[int, ...] = 64  # several hidden layers: their sizes
     mode: Literal["offline", "in_the_loop"] = "offline"
     target: str = "emulator"
     draws: int = 1
@@ -178,8 +178,8 @@ def deploy_cell(cell: Cell) -> dict[str, Any]:
 
 
 def config_dict(config: CharacterizeConfig) -> dict[str, Any]:
-    """The config as plain data (for the run's config file)."""
-    return asdict(config)
+    """The config as plain data (for the run's config file; layer sizes as a list)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
 
 
 def sweep_identity(

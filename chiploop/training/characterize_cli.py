@@ -113,7 +113,7 @@ def characterize_command(
     estimators: Annotated[str, typer.Option(help="comma-separated estimator names")] = "bptt",
     seeds: Annotated[int, typer.Option(min=1, help="seeds per cell (0..N-1)")] = 2,
     epochs: Annotated[int, typer.Option(min=0, help="training epochs per model")] = 3,
-    hidden: Annotated[int, typer.Option(min=1, help="hidden neurons")] = 64,
+    hidden: Annotated[str, typer.Option(help="hidden neurons; several hidden layers: 64,32")] = "64",
     mode: Annotated[str, typer.Option(help="training mode: offline or in_the_loop")] = "offline",
     target: Annotated[str, typer.Option(help="chip target for evaluation")] = "emulator",
     draws: Annotated[int, typer.Option(min=1, help="chip instances per deployed evaluation")] = 1,
@@ -132,6 +132,7 @@ def characterize_command(
     """Sweep profile fields x estimators x seeds; write results.csv and plots in --out."""
     from chiploop.chip_profiles.loader import load_profile
     from chiploop.training.characterize import MODELS, CharacterizeConfig, sweep_directory
+    from chiploop.training.cli import parse_hidden
     from chiploop.training.sweep_plots import write_sweep_plots
     from chiploop.training.sweeps import connect_scheduler, parse_axes
 
@@ -148,7 +149,7 @@ def characterize_command(
         kind=kind,  # type: ignore[arg-type]
         out_dir=str(out),
         epochs=epochs,
-        n_hidden=hidden,
+        n_hidden=parse_hidden(hidden),
         mode=mode,  # type: ignore[arg-type]
         target=target,
         draws=draws,

@@ -259,3 +259,16 @@ def test_a_full_disk_is_one_line_keeps_the_last_good_results_and_the_sweep_resum
     assert result.exit_code == 0, result.output
     assert results.read_bytes() == complete  # the missing cell, computed again, identically
     assert checkpoint.stat().st_mtime_ns == trained  # the model was not trained again
+
+
+def test_a_sweep_of_a_layered_network_resumes_as_the_same_sweep(tmp_path) -> None:
+    """`--hidden 4,3`: two hidden layers in every cell; sweep.yaml reads back as the same sweep."""
+    args = [*TINY[: TINY.index("--hidden")], "--hidden", "4,3", *TINY[TINY.index("--hidden") + 2 :]]
+    args += ["--kind", "deploy", "--sweep", "weights.bits=4,8"]
+    first = characterize(tmp_path / "out", args)
+    assert first.exit_code == 0, first.output
+    assert yaml.safe_load((tmp_path / "out" / "sweep.yaml").read_text())["n_hidden"] == [4, 3]
+    assert len(rows(tmp_path / "out" / "results.csv")) == 2
+    again = characterize(tmp_path / "out", args)
+    assert again.exit_code == 0, again.output
+    assert len(rows(tmp_path / "out" / "results.csv")) == 2
