@@ -58,7 +58,8 @@ def zero_sum_directions(n_vectors: int, dim: int, generator: torch.Generator, dt
 
 def zero_sum_cycle(n_vectors: int, dim: int, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
     """`zero_sum_directions`, also for more vectors than dimensions (dim ≥ 2): then the cycle is made
-    of as few zero-sum groups as fit, of near-equal sizes (each ≥ 2), so it still sums to zero."""
+    of as few zero-sum groups as fit, of near-equal sizes, so it still sums to zero (a group of one
+    vector cannot: refused)."""
     groups = -(-n_vectors // dim) if dim >= 2 else n_vectors  # dim < 2: let the simplex refuse it
     sizes = [n_vectors // groups + (k < n_vectors % groups) for k in range(groups)]
     return torch.cat([zero_sum_directions(n, dim, generator, dtype) for n in sizes])
