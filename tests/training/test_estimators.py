@@ -13,7 +13,7 @@ from chiploop.emulator.twin import TorchTwin
 from chiploop.errors import TrainingError
 from chiploop.training.estimators import ESTIMATORS, GradEstimate, estimator_options, make_estimator
 from chiploop.training.estimators.base import Estimator
-from chiploop.training.estimators.noisy_oracle import zero_sum_directions
+from chiploop.training.estimators.noisy_oracle import zero_sum_cycle, zero_sum_directions
 from chiploop.training.estimators.perturbation import perturbation_gradient
 from chiploop.training.estimators.stdp_sgd import stdp_sgd_displacement
 from chiploop.training.estimators.unroll import Credit, unroll
@@ -575,6 +575,53 @@ def test_noisy_oracle_layers_restricts_the_noise_and_keeps_the_cycle(task, batch
     torch.testing.assert_close(total, torch.zeros_like(total), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("relative", [False, True])
+def test_noisy_oracle_gradient_frame_scales_each_layer_by_its_gradient_norm(relative, task, batch):
+    """Each layer's noise has norm σ·‖g_l‖ on every draw, its own zero-sum cycle (also for a layer
+    with fewer synapses than the cycle), and `relative` moves only the bias."""
+    twin = make_twin(recurrent=True, n_hidden=4)  # hidden_out: 12 synapses < 16 repeats
+    g = exact(twin, batch, task).grads
+    norms = {k: float(v.norm()) for k, v in g.items()}
+    assert max(norms.values()) > 3 * min(norms.values())  # unequal layers: the frame matters
+    bias, sigma, repeats = 0.01, 0.2, 16
+    offset = bias * (float(flat(g).norm()) if relative else 1.0)
+    oracle = make_estimator(
+        "noisy_oracle", bias=bias, sigma=sigma, relative=relative, repeats=repeats, frame="gradient", seed=6
+    )
+    eps = [
+        {k: v - g[k] + offset for k, v in oracle.estimate(twin, batch, task).grads.items()}
+        for _ in range(repeats)
+    ]
+    for k in g:
+        layer = torch.stack([e[k].reshape(-1) for e in eps])
+        torch.testing.assert_close(
+            layer.norm(dim=1), torch.full((repeats,), sigma * norms[k], dtype=torch.float64)
+        )
+        torch.testing.assert_close(layer.sum(0), torch.zeros_like(layer[0]), rtol=0, atol=1e-12 * norms[k])
+        assert cos(layer[0], layer[1]) < 0.9  # distinct directions within the cycle
+    again = make_estimator("noisy_oracle", sigma=sigma, repeats=repeats, frame="gradient", seed=6)
+    assert_grads_close(again.estimate(twin, batch, task).grads, {k: g[k] + eps[0][k] for k in g}, atol=1e-9)
+
+
+def test_noisy_oracle_gradient_frame_fresh_draws_are_independent_per_layer(task, batch):
+    """Fresh draws: ‖ε_l‖ = σ‖g_l‖ exactly, directions uniform (mean ≈ 0) and unrelated across layers."""
+    twin = make_twin(n_hidden=8)
+    g = exact(twin, batch, task).grads
+    assert min(float(v.norm()) for v in g.values()) > 0
+    sigma, draws = 0.5, 100
+    oracle = make_estimator("noisy_oracle", sigma=sigma, frame="gradient", zero_sum=False, seed=7)
+    eps = [{k: v - g[k] for k, v in oracle.estimate(twin, batch, task).grads.items()} for _ in range(draws)]
+    for k in g:
+        layer = torch.stack([e[k].reshape(-1) for e in eps])
+        torch.testing.assert_close(
+            layer.norm(dim=1), torch.full((draws,), sigma * float(g[k].norm()), dtype=torch.float64)
+        )
+        unit = layer / layer.norm(dim=1, keepdim=True)
+        assert float(unit.mean(0).norm()) < 3 / draws**0.5  # E[u] = 0: ‖mean‖ ≈ 1/√draws
+    ratio = [float(e["in_hidden"].norm() / e["hidden_out"].norm()) for e in eps]
+    assert np.std(ratio) < 1e-9 * np.mean(ratio)  # the split between layers is fixed, not random
+
+
 @pytest.mark.parametrize(
     ("options", "match"),
     [
@@ -600,6 +647,16 @@ def test_zero_sum_directions_are_unit_and_cancel():
     torch.testing.assert_close(u.sum(0), torch.zeros(50, dtype=torch.float64), atol=1e-12, rtol=0)
     with pytest.raises(TrainingError):
         zero_sum_directions(60, 50, torch.Generator(), torch.float64)
+
+
+@pytest.mark.parametrize(("n", "dim"), [(4, 50), (16, 12), (16, 15), (6, 2)])
+def test_zero_sum_cycle_also_cancels_with_more_vectors_than_dimensions(n, dim):
+    u = zero_sum_cycle(n, dim, torch.Generator().manual_seed(1), torch.float64)
+    assert u.shape == (n, dim)
+    torch.testing.assert_close(u.norm(dim=1), torch.ones(n, dtype=torch.float64))
+    torch.testing.assert_close(u.sum(0), torch.zeros(dim, dtype=torch.float64), atol=1e-12, rtol=0)
+    with pytest.raises(TrainingError):
+        zero_sum_cycle(4, 1, torch.Generator(), torch.float64)
 
 
 def test_estimator_base_is_abstract():

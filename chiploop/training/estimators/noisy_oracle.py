@@ -13,6 +13,12 @@
   ε_l = unit_l·ε̃_l with ε̃ as above over the noisy layers, so σ is a norm in units, E[εεᵀ] =
   (σ²/N)·diag(unit²) and the expected harm is (η²σ²/2)·Σ_l unit_l²·tr(H_ll)/N; with `relative`
   the scale is ‖g‖ measured in the same units (‖g_l/unit_l‖). Bias is always in raw coordinates.
+- `frame="gradient"`: each noisy layer l gets its own direction, of norm σ·‖g_l‖ (every layer's
+  estimate has the same signal-to-noise ratio 1/σ, whatever its stiffness): E[ε_lε_lᵀ] =
+  (σ²‖g_l‖²/N_l)·I, the expected harm (η²σ²/2)·Σ_l ‖g_l‖²·tr(H_ll)/N_l, the total noise norm
+  σ·‖g‖. Zero-sum cycles are kept per layer (each layer's R directions sum to zero; a layer with
+  fewer synapses than R gets a cycle of several zero-sum groups). σ is relative by construction,
+  so `relative` then applies to the bias only.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from chiploop.training.units import layer_units
 if TYPE_CHECKING:
     from chiploop.emulator.twin import TorchTwin
 
+FRAMES = ("raw", "units", "gradient")
+
 
 def zero_sum_directions(n_vectors: int, dim: int, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
     """`[n_vectors, dim]` unit vectors summing to zero, each uniform on the sphere (n_vectors ≥ 2)."""
@@ -46,6 +54,15 @@ def zero_sum_directions(n_vectors: int, dim: int, generator: torch.Generator, dt
     centre = torch.eye(n_vectors, dtype=torch.float64) - 1.0 / n_vectors  # rows sum to zero
     simplex = centre @ q.T * (n_vectors / (n_vectors - 1)) ** 0.5
     return simplex.to(dtype)
+
+
+def zero_sum_cycle(n_vectors: int, dim: int, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
+    """`zero_sum_directions`, also for more vectors than dimensions (dim ≥ 2): then the cycle is made
+    of as few zero-sum groups as fit, of near-equal sizes, so it still sums to zero (a group of one
+    vector cannot: refused)."""
+    groups = -(-n_vectors // dim) if dim >= 2 else n_vectors  # dim < 2: let the simplex refuse it
+    sizes = [n_vectors // groups + (k < n_vectors % groups) for k in range(groups)]
+    return torch.cat([zero_sum_directions(n, dim, generator, dtype) for n in sizes])
 
 
 def random_direction(dim: int, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
@@ -74,8 +91,8 @@ class NoisyOracle(Estimator):
         super().__init__(**base)
         if sigma < 0:
             raise TrainingError(f"noisy_oracle: sigma must be >= 0, got {sigma!r}")
-        if frame not in ("raw", "units"):
-            raise TrainingError(f"noisy_oracle: frame must be 'raw' or 'units', got {frame!r}")
+        if frame not in FRAMES:
+            raise TrainingError(f"noisy_oracle: frame must be one of {FRAMES}, got {frame!r}")
         if layers is not None and (isinstance(layers, str) or not layers):
             raise TrainingError(f"noisy_oracle: layers must be a non-empty sequence of names, got {layers!r}")
         self.layers = None if layers is None else tuple(layers)
@@ -86,13 +103,15 @@ class NoisyOracle(Estimator):
         self.repeats, self.zero_sum = repeats, bool(zero_sum)
         self.generator = torch.Generator().manual_seed(seed)
         self.exact = BPTT(**base)
-        self._cycle: list[Tensor] = []
+        self._cycles: dict[str, list[Tensor]] = {}
 
-    def _direction(self, dim: int, dtype: torch.dtype) -> Tensor:
+    def _direction(self, key: str, dim: int, dtype: torch.dtype) -> Tensor:
+        """The next unit direction of cycle `key` (one cycle for all layers, or one per layer)."""
         if self.zero_sum and self.repeats > 1:
-            if not self._cycle or self._cycle[0].numel() != dim:
-                self._cycle = list(zero_sum_directions(self.repeats, dim, self.generator, dtype))
-            return self._cycle.pop(0)
+            cycle = self._cycles.get(key)
+            if not cycle or cycle[0].numel() != dim:
+                cycle = self._cycles[key] = list(zero_sum_cycle(self.repeats, dim, self.generator, dtype))
+            return cycle.pop(0)
         return random_direction(dim, self.generator, dtype)
 
     def estimate(
@@ -109,13 +128,18 @@ class NoisyOracle(Estimator):
         flat = torch.cat([exact.grads[k].reshape(-1) for k in names])
         scale = float(flat.norm()) if self.relative else 1.0
         grads = {k: g - self.bias * scale for k, g in exact.grads.items()}
-        if self.sigma:
+        if self.sigma and self.frame == "gradient":
+            for k in self._noisy_layers(names):
+                g = exact.grads[k]
+                eps = self.sigma * float(g.norm()) * self._direction(k, g.numel(), flat.dtype)
+                grads[k] = grads[k] + eps.reshape(g.shape)
+        elif self.sigma:
             noisy = self._noisy_layers(names)
             units = self._units(model, noisy)
             if self.relative:
                 scale = float(torch.cat([exact.grads[k].reshape(-1) / units[k] for k in noisy]).norm())
             dim = sum(exact.grads[k].numel() for k in noisy)
-            eps, start = self.sigma * scale * self._direction(dim, flat.dtype), 0
+            eps, start = self.sigma * scale * self._direction("all", dim, flat.dtype), 0
             for k in noisy:
                 n = exact.grads[k].numel()
                 grads[k] = grads[k] + units[k] * eps[start : start + n].reshape(exact.grads[k].shape)
