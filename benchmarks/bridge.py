@@ -30,8 +30,8 @@ import time
 import numpy as np
 import torch
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.loader import load_profile
-from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.twin import TorchTwin
 from chiploop.errors import LinkError
 from chiploop.firmware_bridge.board_sim import Board, BoardNet

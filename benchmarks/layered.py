@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.loader import load_profile
 from chiploop.emulator.brian import BrianChip
-from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.twin import TorchTwin
 from chiploop.firmware_bridge.board_sim import serve_in_background
 from chiploop.firmware_bridge.serial_chip import SerialChip

@@ -1,4 +1,4 @@
-"""The same scenarios on every Chip backend (CHIP_FACTORIES), against the float64 TorchTwin reference.
+"""The same scenarios on every Chip backend (CHIP_FACTORIES), against the float64 TwinChip reference.
 
 Float profiles: >= 99.9 % of spike entries agree and membranes agree to 1e-6 wherever the spike
 histories agree. Fixed arithmetic: bit for bit. Then the device contract: same seed, same Recording;
@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
+from chiploop.chip.network import NetworkSpec
+from chiploop.chip.protocol import Chip, Recording
 from chiploop.chip_profiles.loader import load_profile
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.chip import Chip, Recording
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.errors import ChipError
 
 from .conftest import CHIP_FACTORIES
@@ -75,7 +74,7 @@ def make(backend: str, p: ChipProfile, spec: NetworkSpec = SPEC, seed: int = 0) 
 
 
 def reference(p: ChipProfile, spec: NetworkSpec, w: dict, x: np.ndarray, seed: int = 0) -> Recording:
-    twin = TorchTwin(p, spec, seed=seed, dtype=torch.float64)
+    twin = TwinChip(p, spec, seed=seed)
     twin.write_weights(w)
     return twin.run(x)
 
@@ -273,7 +272,7 @@ def test_every_rule_bit_identical(backend: str, name: str) -> None:
     assert ref.spikes["hidden"].max() == p.neuron.max_spike_count  # multi-spike counts where allowed
     assert_recordings_equal(got, ref)
     if backend != "serial":  # the wire carries no currents
-        twin = TorchTwin(p, spec, dtype=torch.float64)
+        twin = TwinChip(p, spec)
         twin.write_weights(w)
         want = twin.run(x, record_i=True).currents
         have = chip.run(x, record_i=True).currents

@@ -29,9 +29,9 @@ from test_c_firmware import (
 )
 from typer.testing import CliRunner
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.cli import app
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.errors import ChipError
 from chiploop.firmware_bridge.link import Link, NakError
 from chiploop.firmware_bridge.protocol import RUN, ConfigNet, DType, Frame, Matrix, Msg, Nak, encode_frame
@@ -176,7 +176,7 @@ def test_serial_chip_refuses_a_network_the_qemu_board_cannot_hold(qemu_path: str
 def test_serial_chip_on_the_qemu_board_matches_torch_twin(qemu_path: str, case: str) -> None:
     profile, spec = TWIN_CASES[case]
     weights, inputs = chip_scenario(spec)
-    twin = TorchTwin(profile, spec, seed=3)
+    twin = TwinChip(profile, spec, seed=3)
     chip = SerialChip(qemu_path, profile, spec, seed=3)
     try:
         for c in (twin, chip):

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.loader import load_profile
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.firmware_bridge.serial_chip import SerialChip
 
 xylosim = pytest.importorskip("xylosim.v2", reason="xylosim (a dev dependency) is not installed")
@@ -148,7 +148,7 @@ def model_weights(net: XyloNet) -> dict[str, np.ndarray]:
 
 
 def chiploop_twin(net: XyloNet) -> dict[str, np.ndarray]:
-    twin = TorchTwin(profile_of(net), spec_of(net))
+    twin = TwinChip(profile_of(net), spec_of(net))
     twin.write_weights(model_weights(net))
     rec = twin.run(net.x[None], record_i=True)
     got = {f"spikes:{k}": z[0] for k, z in rec.spikes.items()} | {f"v:{k}": v[0] for k, v in rec.v.items()}
