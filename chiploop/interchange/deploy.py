@@ -1,8 +1,8 @@
 """`deploy`: an imported network in software (NIR's rules on `ideal`) and on chips, per layer.
 
 For each chip profile: the design rules it breaks (layer, rule, limit), the accuracy on the chip
-(the twin in its Chip role: quantization, device noise, mismatch from `seed`) next to software,
-and per layer what the mapping did (weight error after programming, decay and threshold error).
+(TwinChip: quantization, device noise, mismatch from `seed`) next to software, and per layer what
+the mapping did (weight error after programming, decay and threshold error).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class ChipReport:
 
 
 def evaluate(mapped: Mapped, task: Task, seed: int, chip: bool) -> float:
-    """The task metric on the test split: the learner (exact weights, no noise) or the chip role."""
+    """The task metric on the test split: the learner (exact weights, no noise) or the chip (TwinChip)."""
     unit = mapped.scales["out"] * mapped.profile.state_scale  # readout back in NIR's units
     outs, targets = [], []
     if chip:

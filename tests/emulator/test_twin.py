@@ -482,7 +482,7 @@ def test_hardware_weights_noise_is_drawn_from_the_generator() -> None:
     assert resid.abs().max() < 1.0 and 0.01 < resid.std() < 0.1
 
 
-# ---------------------------------------------------------------- Chip role
+# ---------------------------------------------------------------- TwinChip
 NOISY = dict(
     noise=dict(
         mismatch=dict(tau=0.1, threshold=0.1, gain=0.1),

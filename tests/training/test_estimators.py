@@ -370,7 +370,7 @@ def test_random_feedback_has_the_scale_of_the_readout_it_replaces(profile):
         assert 1 / 3 < float(random / symmetric) < 3, name
 
 
-# ------------------------------------------------------------------ in the loop (twin's Chip role as chip)
+# ------------------------------------------------------------------ in the loop (TwinChip as chip)
 def chip_for(twin):
     chip = TwinChip(twin.profile, twin.spec, seed=1)
     chip.write_weights({k: v.detach().numpy() for k, v in twin.weights.items()})

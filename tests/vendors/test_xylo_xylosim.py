@@ -3,7 +3,7 @@ Rockpool's XyloSim), on random networks: spike counts, synaptic currents and mem
 
 Each network draws its sizes (hidden 8-200), recurrence, second synaptic current, biases, weight
 shift, per-neuron dashes (decay shifts) and thresholds, and a regime: quiet, busy or saturating
-(states driven to the int16 limits). The Python definition of the dynamics (the twin's chip role)
+(states driven to the int16 limits). The Python definition of the dynamics (TwinChip)
 is compared on all of them, the C definition (the reference firmware, through SerialChip) on every
 fourth; the conformance suite holds the Brian2 emulator to both.
 """
