@@ -57,8 +57,9 @@ T = TypeVar("T")
 class SerialChip(ChipBase):
     """A board at `url` (device path or pyserial URL) running `spec` under `profile`.
 
-    Raises ChipError naming the port when the board cannot host the network (nothing is written
-    then), LinkError when the link fails.
+    Raises DesignRuleError when `spec` breaks the profile's limits (before the port is opened),
+    ChipError naming the port when the board cannot host the network (nothing is written then),
+    LinkError when the link fails.
     """
 
     def __init__(

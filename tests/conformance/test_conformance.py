@@ -15,7 +15,7 @@ from chiploop.chip.protocol import Chip, Recording
 from chiploop.chip_profiles.loader import load_profile
 from chiploop.chip_profiles.model import ChipProfile
 from chiploop.emulator.twin_chip import TwinChip
-from chiploop.errors import ChipError
+from chiploop.errors import ChipError, DesignRuleError
 
 from .conftest import CHIP_FACTORIES
 
@@ -205,6 +205,40 @@ def test_read_noise_is_fresh_each_run(backend: str) -> None:
     a, b = chip.run(x), chip.run(x)
     assert not np.array_equal(a.v["out"], b.v["out"])
     assert a.meta["weights_generation"] == b.meta["weights_generation"] == 1
+
+
+@pytest.mark.parametrize("backend", CHIP_FACTORIES)
+def test_reseed_noise_restarts_programming_and_read_noise(backend: str) -> None:
+    """`Chip.reseed_noise`: the same key draws the same noise again, another key other noise."""
+    p = profile("noisy")
+    chip = make(backend, p, seed=3)
+    assert isinstance(chip, Chip)
+    w, x = weights(p, SPEC), inputs()
+    draws = []
+    for key in ([5, 1], [5, 1], [5, 2]):
+        chip.reseed_noise(key)
+        chip.write_weights(w)
+        draws.append((chip.read_weights()["in_hidden"], chip.run(x)))
+    (w_a, a), (w_b, b), (w_c, c) = draws
+    np.testing.assert_array_equal(w_a, w_b)
+    for layer in a.spikes:
+        np.testing.assert_array_equal(a.spikes[layer], b.spikes[layer])
+    for layer in a.v:
+        np.testing.assert_array_equal(a.v[layer], b.v[layer])
+    assert not np.array_equal(w_a, w_c) and not np.array_equal(a.v["out"], c.v["out"])
+
+
+@pytest.mark.parametrize("backend", CHIP_FACTORIES)
+def test_design_rules_at_open_and_nothing_after_close(backend: str) -> None:
+    with pytest.raises(DesignRuleError, match="max_neurons"):
+        make(backend, load_profile("ideal").with_overrides({"limits.max_neurons": 10}))
+    p = profile("ideal")
+    chip = make(backend, p)
+    chip.close()
+    with pytest.raises(ChipError, match="closed"):
+        chip.write_weights(weights(p, SPEC))
+    with pytest.raises(ChipError, match="closed"):
+        chip.run(inputs())
 
 
 @pytest.mark.parametrize("backend", CHIP_FACTORIES)
