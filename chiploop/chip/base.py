@@ -37,7 +37,7 @@ class ChipBase:
         if not self.runs_rates:
             spiking_only(profile, name)
         check_network(profile, spec)
-        self.profile, self.spec, self.name = profile, spec, name
+        self.profile, self.spec = profile, spec
         self.device = DeviceModel(profile, spec, seed)
         self._closed = False
 
