@@ -232,5 +232,6 @@ def test_in_the_loop_training_through_the_qemu_board_matches_the_emulator(
 
     on_board = train(f"serial://{qemu_path}")
     assert on_board == train("emulator")
-    before, after = (line.split(",") for line in on_board.splitlines()[1:3])
-    assert after[-1] == "4" and after[1] != before[1]  # four chip-in-the-loop batches changed the loss
+    header, before, after = (line.split(",") for line in on_board.splitlines()[:3])
+    runs, loss = header.index("chip_runs"), header.index("train_loss")
+    assert after[runs] == "4" and after[loss] != before[loss]  # four chip runs changed the loss
