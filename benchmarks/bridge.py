@@ -9,7 +9,7 @@ Measured in one run against the board simulator in a child process on a pseudo-t
   ping     PING round trip (empty and 240-byte payload), median over the pty, and its ratio to the
            same exchange with the board in-process (encode + Board.feed + decode, no transport)
   run      a batch (loihi2, 100 in -> 128 recurrent LIF -> 10 leaky, T = 100, batch 16, 5 % rate):
-           SerialChip.run vs the board's own compute in-process, TorchTwin.run and BrianChip.run
+           SerialChip.run vs the board's own compute in-process, TwinChip.run and BrianChip.run
            (warm: compiled before timing; torch on one thread); SerialChip.run without membrane readout
   noise    the upload above (board on tcp) through a byte-level noise relay on loopback
            (`relay.FaultRates`, per byte): clean, then bit flips, dropped bytes and inserted random
@@ -30,9 +30,9 @@ import time
 import numpy as np
 import torch
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.loader import load_profile
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.errors import LinkError
 from chiploop.firmware_bridge.board_sim import Board, BoardNet
 from chiploop.firmware_bridge.link import Link
@@ -113,7 +113,7 @@ def bench_run(url: str, repeats: int, brian: bool) -> None:
     rng = np.random.default_rng(0)
     w = {k: rng.normal(0, 200, shape) for k, shape in spec.weight_shapes().items()}
     x = (rng.random((16, 100, spec.n_in)) < 0.05).astype(np.uint8)
-    chips = {"serial": SerialChip(url, profile, spec), "twin": TorchTwin(profile, spec)}
+    chips = {"serial": SerialChip(url, profile, spec), "twin": TwinChip(profile, spec)}
     if brian:
         from chiploop.emulator.brian import BrianChip
 
@@ -129,7 +129,7 @@ def bench_run(url: str, repeats: int, brian: bool) -> None:
     serial = times["serial"]
     print(
         f"run      batch {len(x)} x T {x.shape[1]}: serial {serial * 1e3:.0f} ms = "
-        f"{serial / local:.1f}x the board's own compute, {serial / times['twin']:.1f}x TorchTwin"
+        f"{serial / local:.1f}x the board's own compute, {serial / times['twin']:.1f}x TwinChip"
         + (f", {serial / times['brian']:.1f}x BrianChip" if brian else "")
         + f"; spikes identical: {same}"
     )

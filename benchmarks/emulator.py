@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.loader import load_profile
 from chiploop.emulator.brian import BrianChip
-from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.twin import TorchTwin
 
 STEPS = 100
@@ -62,7 +62,7 @@ def _second_process(spec: NetworkSpec, batch: int, cache: Path) -> float:
         from pathlib import Path
         from chiploop.chip_profiles.loader import load_profile
         from chiploop.emulator.brian import BrianChip
-        from chiploop.emulator.network import NetworkSpec
+        from chiploop.chip.network import NetworkSpec
         spec = NetworkSpec({spec.n_in}, {spec.n_hidden}, {spec.n_out}, recurrent=True)
         chip = BrianChip(load_profile("ideal"), spec, cache_dir=Path({str(cache)!r}))
         chip.run(np.zeros(({batch}, {STEPS}, {spec.n_in}), np.uint8), record_v=False)

@@ -3,7 +3,7 @@
     python benchmarks/layered.py [--batch 32] [--patterns 64]
 
 Printed, all measured in this run:
-  1. bit-exactness: the Brian2 emulator, the twin's Chip role and the board simulator (over its
+  1. bit-exactness: the Brian2 emulator, TwinChip and the board simulator (over its
      wire protocol) run the same weights and inputs: every layer's spikes and membranes compared;
   2. forward speed: BrianChip.run (membranes recorded, as in training) vs the TorchTwin forward
      (no_grad) on one batch, best of 3, and their ratio;
@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.loader import load_profile
 from chiploop.emulator.brian import BrianChip
-from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.firmware_bridge.board_sim import serve_in_background
 from chiploop.firmware_bridge.serial_chip import SerialChip
 from chiploop.training.loop import Trainer
@@ -58,9 +59,10 @@ def main() -> None:
     cache = Path(tempfile.mkdtemp(prefix="chiploop-layered-"))
     brian = BrianChip(profile, SPEC, seed=0, cache_dir=cache)
     t0 = time.perf_counter()
-    for chip in (brian, twin):
+    twin_chip = TwinChip(profile, SPEC, seed=0)
+    for chip in (brian, twin_chip):
         chip.write_weights(weights)
-    ref = twin.run(x)
+    ref = twin_chip.run(x)
     first = brian.run(x)
     compile_s = time.perf_counter() - t0
     board = SerialChip(serve_in_background(), profile, SPEC, seed=0)
@@ -69,7 +71,7 @@ def main() -> None:
     rates = {k: float(v.mean()) for k, v in ref.spikes.items()}
     print(f"spikes per neuron and step: {rates}")
     print(f"emulator == twin (batch {args.batch}): {_same(first, ref)}")
-    print(f"board simulator == twin (4 samples, over the wire): {_same(board.run(few), twin.run(few))}")
+    print(f"board simulator == twin (4 samples, over the wire): {_same(board.run(few), twin_chip.run(few))}")
     board.close()
 
     def best(fn, reps: int = 3) -> float:

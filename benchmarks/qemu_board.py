@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.loader import load_profile
-from chiploop.emulator.network import NetworkSpec
 from chiploop.firmware_bridge.link import Link
 from chiploop.firmware_bridge.qemu import FIRMWARE, MACHINES, QemuBoard, build_image
 from chiploop.firmware_bridge.serial_chip import SerialChip

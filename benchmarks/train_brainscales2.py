@@ -21,8 +21,8 @@ import time
 
 import torch
 
+from chiploop.chip.targets import open_chip
 from chiploop.chip_profiles.loader import load_profile
-from chiploop.emulator.targets import open_chip
 from chiploop.training.loop import Trainer, evaluate_on_chip
 from chiploop.training.units import ScaledReadout
 

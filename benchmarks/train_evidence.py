@@ -22,8 +22,8 @@ import argparse
 import time
 from typing import Any
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.loader import load_profile
-from chiploop.emulator.network import NetworkSpec
 from chiploop.training.loop import Trainer
 from chiploop.training.tasks import make_task
 

@@ -17,7 +17,8 @@ __getattr__, _, _names = lazy_loader.attach(
     __name__,
     submod_attrs={
         "chip_profiles": ["ChipProfile", "list_profiles", "load_profile"],
-        "emulator": ["BrianChip", "DeviceModel", "NetworkSpec", "Recording", "TorchTwin", "open_chip"],
+        "chip": ["Chip", "ChipBase", "DeviceModel", "NetworkSpec", "Recording", "open_chip"],
+        "emulator": ["BrianChip", "TorchTwin", "TwinChip"],
         "training": ["Trainer", "History", "make_estimator", "make_task"],
         "training.units": ["ScaledReadout", "init_weights", "layer_units"],
         "errors": ["ChiploopError"],

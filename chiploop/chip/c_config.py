@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from chiploop.chip.device_model import NeuronConstants
+from chiploop.chip.network import MAX_LAYERS, NetworkSpec
 from chiploop.chip.rules import Rules, spiking_only
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.device_model import NeuronConstants
-from chiploop.emulator.network import MAX_LAYERS, NetworkSpec
 
 DECAY_ROUNDING = ("truncate", "floor", "floor_min_step")  # enum cl_decay_rounding
 

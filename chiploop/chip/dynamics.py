@@ -2,7 +2,7 @@
 
 `step(drive, state, params, rules) -> (spikes, state)` is one layer's update of docs/dynamics.md
 (Norse style: state in, state out, nothing hidden). `simulate` loops it over a network and time and
-is what every Python user of the dynamics runs: TorchTwin (learner and chip role), the gradient
+is what every Python user of the dynamics runs: TorchTwin (the learner), TwinChip, the gradient
 estimators (through `Credit`, which only reroutes gradients) and the board simulator. The C
 definition (`chiploop/chip/csrc/net.c`: the firmware's, compiled into the Brian2 emulator too)
 runs the same rules; the conformance suite pins the two to each other bit for bit under fixed
@@ -26,10 +26,10 @@ from torch import Tensor
 from chiploop.chip.rules import Rules
 
 if TYPE_CHECKING:
+    from chiploop.chip.device_model import NeuronConstants
+    from chiploop.chip.network import NetworkSpec
+    from chiploop.chip.surrogates import Surrogate
     from chiploop.chip_profiles.model import ChipProfile
-    from chiploop.emulator.device_model import NeuronConstants
-    from chiploop.emulator.network import NetworkSpec
-    from chiploop.emulator.surrogates import Surrogate
 
 
 # ---------------------------------------------------------------- per-layer parameters

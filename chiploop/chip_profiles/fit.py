@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import functools
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.loader import list_profiles, load_profile
 from chiploop.chip_profiles.model import ChipProfile
 from chiploop.chip_profiles.rules import LIMIT_RULES
-from chiploop.emulator.network import NetworkSpec
 from chiploop.errors import DesignRuleError
 
 SEARCH_CAP = 2**40  # a hidden layer this large fits only when no limit bounds it

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 from chiploop.chip_profiles.model import ChipProfile
 from chiploop.errors import DesignRuleError
 
-if TYPE_CHECKING:  # no runtime import: chiploop.emulator imports the profiles
-    from chiploop.emulator.network import NetworkSpec
+if TYPE_CHECKING:  # no runtime import: chiploop.chip imports the profiles
+    from chiploop.chip.network import NetworkSpec
 
 
 def check_neuron_count(profile: ChipProfile, spec: NetworkSpec) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.model import ChipProfile
 from chiploop.cost.counts import ActivityCounter, connection_sparsity, footprint_bytes
 from chiploop.cost.energy import Estimate, estimate
-from chiploop.emulator.network import NetworkSpec
 
 COST_COLUMNS = (
     "synops_dense",

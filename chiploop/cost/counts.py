@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from chiploop.chip.network import NetworkSpec
+from chiploop.chip.protocol import Recording
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.chip import Recording
-from chiploop.emulator.network import NetworkSpec
 from chiploop.errors import ChipError
 
 HOST_FLOAT_BITS = 32  # analog or float values held by the host model

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.model import ChipProfile
 from chiploop.chip_profiles.rules import RULES
 from chiploop.cost import COST_COLUMNS
 from chiploop.cost.counts import footprint_bytes
 from chiploop.cost.energy import estimate
-from chiploop.emulator.network import NetworkSpec
 from chiploop.errors import DesignRuleError, TrainingError
 from chiploop.training.runs import CHECKPOINT, RunDir
 
@@ -107,7 +107,7 @@ def deploy(
     network: RunNetwork, profile: ChipProfile, target: str = "twin", limit: int | None = None
 ) -> Deployment:
     """Run `network` on `profile` over the test split (first `limit` samples) and measure its cost."""
-    from chiploop.emulator.targets import open_chip
+    from chiploop.chip.targets import open_chip
     from chiploop.training.loop import evaluate_on_chip
     from chiploop.training.tasks import make_task
     from chiploop.training.units import ScaledReadout

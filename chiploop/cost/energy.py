@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.model import ChipProfile
 from chiploop.cost.counts import layer_sizes
-from chiploop.emulator.network import NetworkSpec
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""The emulator: the Chip protocol, NetworkSpec, BrianChip (Brian2), TorchTwin (torch), open_chip.
+"""The emulated backends: BrianChip (Brian2), and the torch twin: TorchTwin (the differentiable
+learner) and TwinChip (its chip role). The shared core (Chip, NetworkSpec, open_chip) is `chiploop.chip`.
 
-Names are re-exported lazily, so importing NetworkSpec does not import torch or Brian2.
+Names are re-exported lazily, so importing the package does not import torch or Brian2.
 """
 
 import lazy_loader
@@ -8,11 +9,8 @@ import lazy_loader
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
-        "chip": ["Chip", "Recording"],
-        "network": ["NetworkSpec"],
-        "device_model": ["DeviceModel"],
         "brian": ["BrianChip"],
         "twin": ["TorchTwin", "TwinOutput"],
-        "targets": ["open_chip"],
+        "twin_chip": ["TwinChip"],
     },
 )

@@ -16,17 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from chiploop.chip.base import ChipBase
 from chiploop.chip.c_config import net_config, neuron_vectors
-from chiploop.chip.rules import spiking_only
+from chiploop.chip.devices import cap_events
+from chiploop.chip.network import NetworkSpec
+from chiploop.chip.protocol import Recording
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.chip_profiles.rules import check_network
 from chiploop.emulator.brian_cache import compiler_available, default_cache_dir, ensure_project
 from chiploop.emulator.brian_net import Shape, masks_key
 from chiploop.emulator.brian_run import RawRun, RuntimeNetwork, pack_params, pack_raster, run_compiled
-from chiploop.emulator.chip import Recording
-from chiploop.emulator.device_model import DeviceModel, validate_inputs
-from chiploop.emulator.devices import cap_events
-from chiploop.emulator.network import NetworkSpec
 from chiploop.errors import ChipError
 
 _warned_runtime = False
@@ -68,7 +66,7 @@ def _check_masks(connectivity: dict[str, np.ndarray] | None, spec: NetworkSpec) 
     return masks
 
 
-class BrianChip:
+class BrianChip(ChipBase):
     """The Chip protocol on Brian2 (see module docstring).
 
     batch_size: compiled batch; larger batches run in chunks, smaller ones are zero-padded.
@@ -94,11 +92,9 @@ class BrianChip:
     ) -> None:
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ChipError(f"batch_size: expected a positive int or None, got {batch_size!r}")
-        spiking_only(profile, "emulator")
-        check_network(profile, spec)
-        self.profile, self.spec, self.batch_size = profile, spec, batch_size
+        super().__init__(profile, spec, seed, name="emulator")
+        self.batch_size = batch_size
         self.masks = _check_masks(connectivity, spec)
-        self.device = DeviceModel(profile, spec, seed)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.compiled = not force_runtime and compiler_available()
         if not self.compiled and not force_runtime:
@@ -111,7 +107,6 @@ class BrianChip:
                 )
                 _warned_runtime = True
         self._projects: dict[Shape, Path | RuntimeNetwork] = {}
-        self._closed = False
 
     # -- Chip protocol --------------------------------------------------------------------------
     def write_weights(self, weights: dict[str, np.ndarray]) -> None:
@@ -124,33 +119,26 @@ class BrianChip:
                 raise ChipError(
                     f"weights['{name}']: expected 0 outside the connectivity mask, got {outside} non-zero"
                 )
-        self.device.write(weights)
+        super().write_weights(weights)
 
     def read_weights(self) -> dict[str, np.ndarray]:
         """Effective weights now on the chip (no read noise; 0 where the connectivity has no synapse)."""
         weights = self.device.read()
         return {name: w * self.masks[name] if name in self.masks else w for name, w in weights.items()}
 
-    def advance_time(self, seconds: float) -> None:
-        """Let the chip clock run (drift)."""
-        self.device.advance_time(seconds)
-
     def close(self) -> None:
         """Forget compiled-network handles (the disk cache stays for later processes)."""
         self._projects.clear()
-        self._closed = True
+        super().close()
 
-    def run(self, inputs: np.ndarray, record_v: bool = True, record_i: bool = False) -> Recording:
-        """Run a batch `[B, T, n_in]` from rest: one simulation per compiled batch of samples.
+    # -- internals ------------------------------------------------------------------------------
+    def _run_batch(self, x: np.ndarray, record_v: bool, record_i: bool) -> Recording:
+        """One simulation per compiled batch of samples.
 
-        record_i: also record the synaptic currents (`Recording.currents`).
         meta: dropped_spikes (hidden + input events, as the twin counts), dropped_hidden_spikes,
         dropped_input_spikes, weights_generation, wall_time_s, compile_time_s (0 on a warm cache),
         sim_time_s (file I/O + binary), backend ("cpp_standalone" or "runtime").
         """
-        self._check_open()
-        start = time.perf_counter()
-        x = validate_inputs(inputs, self.spec)
         _, dropped_in = cap_events(x, self.profile.limits.max_input_spikes_per_step)
         b_total, steps, _ = x.shape
         weights = self._checked(self.device.for_run())
@@ -180,34 +168,24 @@ class BrianChip:
                 raw = run_compiled(backend, shape, params, raster, masks)
             sim_s += time.perf_counter() - t0
             chunks.append(self._unpack(raw, shape, part.shape[0]))
-        spikes = self.spec.by_layer(np.concatenate([ch["spikes_hidden"] for ch in chunks]))
+        spikes = {"hidden": np.concatenate([ch["spikes_hidden"] for ch in chunks])}
         if self.spec.readout == "spiking":
             spikes["out"] = np.concatenate([ch["spikes_out"] for ch in chunks])
-        states = {}
+        states: dict[str, dict[str, np.ndarray]] = {"v": {}, "i": {}}
         for key in (k for k in chunks[0] if ":" in k):
             kind, name = key.split(":")
-            both = np.concatenate([ch[key] for ch in chunks])
-            layers = self.spec.by_layer(both) if name == "hidden" else {name: both}
-            states |= {f"{kind}:{layer}": a for layer, a in layers.items()}
+            states[kind][name] = np.concatenate([ch[key] for ch in chunks])
         dropped = int(sum(ch["dropped"] for ch in chunks)) - dropped_in
-        meta = {
-            "dropped_spikes": dropped + dropped_in,
-            "dropped_hidden_spikes": dropped,
-            "dropped_input_spikes": dropped_in,
-            "weights_generation": self.device.generation,
-            "wall_time_s": time.perf_counter() - start,
-            "compile_time_s": compile_s,
-            "sim_time_s": sim_s,
-            "backend": "cpp_standalone" if self.compiled else "runtime",
-        }
-        v = {k.removeprefix("v:"): a for k, a in states.items() if k.startswith("v:")}
-        currents = {k.removeprefix("i:"): a for k, a in states.items() if k.startswith("i:")}
-        return Recording(spikes=spikes, v=v, meta=meta, currents=currents)
-
-    # -- internals ------------------------------------------------------------------------------
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ChipError("BrianChip: expected an open chip, got one that was closed")
+        return self._recording(
+            spikes,
+            states["v"],
+            states["i"],
+            dropped_hidden_spikes=dropped,
+            dropped_input_spikes=dropped_in,
+            compile_time_s=compile_s,
+            sim_time_s=sim_s,
+            backend="cpp_standalone" if self.compiled else "runtime",
+        )
 
     def _compiled_batch(self, b: int, steps: int, record_v: bool, record_i: bool) -> int:
         """batch_size, else the smallest batch >= b already compiled for this run's kind, else b."""

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from chiploop.chip.c_config import matrix_slots, recurrent_bits
-from chiploop.emulator.network import NetworkSpec
+from chiploop.chip.network import NetworkSpec
 
 PARAMS_NAME = "chiploop_params"
 RASTER_NAME = "chiploop_raster"

@@ -1,14 +1,11 @@
 """TorchTwin: the chip's dynamics (docs/dynamics.md) in torch — batched, differentiable, replayable.
 
-Two roles in one object:
-- **learner**: `forward(inputs, weights=..., replay=...)` runs the exact dynamics on trainable
-  weights with surrogate-gradient spikes; `replay` takes a chip's Recording so that forward values
-  are the chip's while gradients flow through the twin (in-the-loop training).
-- **Chip** (the `chiploop.emulator.chip.Chip` protocol, `open_chip("twin")`): `write_weights` /
-  `run` go through a DeviceModel (quantization, device noise, faults, drift, frozen mismatch) and
-  return a numpy Recording, like every other backend.
+The learner: `forward(inputs, weights=..., replay=...)` runs the exact dynamics on trainable
+weights with surrogate-gradient spikes; `replay` takes a chip's Recording so that forward values
+are the chip's while gradients flow through the twin (in-the-loop training). Its chip counterpart,
+`TwinChip` (`open_chip("twin")`), runs the same definition behind a DeviceModel.
 
-Both roles run `chiploop.chip.dynamics.simulate`, the one Python definition of the dynamics. Float
+Both run `chiploop.chip.dynamics.simulate`, the one Python definition of the dynamics. Float
 arithmetic runs in the twin's dtype; fixed arithmetic always in float64 holding integers, bit-identical
 to the spec, with straight-through gradients (see `chiploop.chip.dynamics`).
 """
@@ -16,21 +13,19 @@ to the spec, with straight-through gradients (see `chiploop.chip.dynamics`).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from chiploop.chip.device_model import NeuronConstants, neuron_constants
+from chiploop.chip.devices import deployment_noise, layer_scale, quantize, round_half_away
 from chiploop.chip.dynamics import network_params, simulate
+from chiploop.chip.network import NetworkSpec
+from chiploop.chip.protocol import Recording
+from chiploop.chip.surrogates import SuperSpike, Surrogate
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.chip_profiles.rules import check_network
-from chiploop.emulator.chip import Recording
-from chiploop.emulator.device_model import DeviceModel, NeuronConstants, neuron_constants, validate_inputs
-from chiploop.emulator.devices import deployment_noise, layer_scale, quantize, round_half_away
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.surrogates import SuperSpike, Surrogate
 from chiploop.errors import ChipError
 
 _FLOAT64_MANTISSA_BITS = 53
@@ -50,12 +45,24 @@ class TwinOutput:
     v: dict[str, Tensor]
 
 
+def check_exact(profile: ChipProfile) -> None:
+    """Refuse fixed arithmetic whose products float64 cannot hold exactly (ChipError)."""
+    arith = profile.arithmetic
+    if arith.kind == "fixed" and arith.decay == "multiplier":
+        needed = arith.state_bits - 1 + arith.decay_bits
+        if needed > _FLOAT64_MANTISSA_BITS:
+            raise ChipError(
+                f"TorchTwin computes fixed arithmetic exactly in float64: state_bits - 1 + decay_bits "
+                f"must be <= {_FLOAT64_MANTISSA_BITS}, got {arith.state_bits} - 1 + {arith.decay_bits}"
+            )
+
+
 class TorchTwin(torch.nn.Module):
-    """The torch twin of a chip: trainable weights + exact dynamics, and a Chip of its own.
+    """The torch twin of a chip: trainable weights + exact dynamics (the learner, not a Chip).
 
     `weights` is an `nn.ParameterDict` keyed like `spec.weight_shapes()` (`[pre, post]`, zeros until
     `init_weights`). `constants` are the neuron constants the learner assumes (default: nominal, no
-    mismatch); the Chip role uses its own DeviceModel(profile, spec, seed) with frozen mismatch.
+    mismatch); the chip (`TwinChip`) draws its own mismatch from `DeviceModel(profile, spec, seed)`.
     """
 
     def __init__(
@@ -68,14 +75,8 @@ class TorchTwin(torch.nn.Module):
         constants: NeuronConstants | None = None,
     ) -> None:
         super().__init__()
+        check_exact(profile)
         arith = profile.arithmetic
-        if arith.kind == "fixed" and arith.decay == "multiplier":
-            needed = arith.state_bits - 1 + arith.decay_bits
-            if needed > _FLOAT64_MANTISSA_BITS:
-                raise ChipError(
-                    f"TorchTwin computes fixed arithmetic exactly in float64: state_bits - 1 + decay_bits "
-                    f"must be <= {_FLOAT64_MANTISSA_BITS}, got {arith.state_bits} - 1 + {arith.decay_bits}"
-                )
         self.profile = profile
         self.spec = spec
         self.seed = seed
@@ -87,13 +88,9 @@ class TorchTwin(torch.nn.Module):
         self.weights = torch.nn.ParameterDict(
             {name: torch.nn.Parameter(torch.zeros(shape, dtype=dtype)) for name, shape in shapes.items()}
         )
-        self.device_model = DeviceModel(profile, spec, seed=seed)
         self.params = network_params(profile, self.constants, spec, self.compute_dtype)
-        self._chip_params = network_params(profile, self.device_model.constants, spec, torch.float64)
         self._generator = torch.Generator().manual_seed(seed)
-        self._chip_state = "new"  # Chip role: "new" -> "open" (design rules passed) -> "closed"
 
-    # ------------------------------------------------------------------ learner role
     def init_weights(self, generator: torch.Generator, scale: float = 1.0) -> None:
         """Gaussian weights with std `scale · threshold / sqrt(fan_in)`, drawn from `generator`."""
         with torch.no_grad():
@@ -191,65 +188,6 @@ class TorchTwin(torch.nn.Module):
                 raise ChipError(f"replay v['out'] must be [{B}, {T}, {self.spec.n_out}], got {got}")
             forced["v_out"] = torch.tensor(np.asarray(rec.v["out"]), dtype=self.compute_dtype)
         return forced
-
-    # ------------------------------------------------------------------ Chip role
-    def _check_chip(self) -> None:
-        """The Chip role refuses networks the chip cannot host (DesignRuleError) and use after close."""
-        if self._chip_state == "closed":
-            raise ChipError("TorchTwin: expected an open chip, got one that was closed")
-        if self._chip_state == "new":
-            check_network(self.profile, self.spec)
-            self._chip_state = "open"
-
-    def write_weights(self, weights: dict[str, np.ndarray]) -> None:
-        """Program the chip role's weights through the DeviceModel (ChipError leaves them unchanged)."""
-        self._check_chip()
-        self.device_model.write(weights)
-
-    def read_weights(self) -> dict[str, np.ndarray]:
-        """Effective weights on the chip role (no read noise)."""
-        return self.device_model.read()
-
-    def run(self, inputs: np.ndarray, record_v: bool = True, record_i: bool = False) -> Recording:
-        """Run `[B, T, n_in]` 0/1 inputs on the chip role: mismatch, device weights, caps; float64.
-
-        record_i: also record the synaptic currents (`Recording.currents`)."""
-        self._check_chip()
-        start = time.perf_counter()
-        x = torch.from_numpy(validate_inputs(inputs, self.spec)).to(torch.float64)
-        w = {k: torch.tensor(v, dtype=torch.float64) for k, v in self.device_model.for_run().items()}
-        with torch.no_grad():
-            trace = simulate(self._chip_params, x, w, record_currents=record_i)
-        v_dtype = np.int64 if self._chip_params.rules.fixed else np.float32
-        rate = self.profile.neuron.model == "rate"  # the hidden "spikes" are rates, kept as floats
-        spikes = {
-            k: z.numpy().astype(np.float32 if rate and k != "out" else np.uint8)
-            for k, z in trace.spikes.items()
-        }
-        v = {k: _to_numpy(m, v_dtype) for k, m in trace.v.items()} if record_v else {}
-        currents = {k: _to_numpy(m, v_dtype) for k, m in trace.currents.items()}
-        dropped_h, dropped_in = int(trace.dropped_hidden.sum()), int(trace.dropped_input.sum())
-        meta = {
-            "dropped_spikes": dropped_h + dropped_in,
-            "dropped_hidden_spikes": dropped_h,
-            "dropped_input_spikes": dropped_in,
-            "weights_generation": self.device_model.generation,
-            "wall_time_s": time.perf_counter() - start,
-        }
-        return Recording(spikes=spikes, v=v, meta=meta, currents=currents)
-
-    def advance_time(self, seconds: float) -> None:
-        """Let the chip role's clock run (drift)."""
-        self.device_model.advance_time(seconds)
-
-    def close(self) -> None:
-        """End the Chip role (later `run` / `write_weights` raise ChipError); the learner role stays."""
-        self._chip_state = "closed"
-
-
-def _to_numpy(v: Tensor, dtype: type) -> np.ndarray:
-    a = v.numpy()
-    return np.rint(a).astype(np.int64) if dtype is np.int64 else a.astype(dtype)
 
 
 def _straight_through(w: Tensor, value: np.ndarray) -> Tensor:

@@ -23,8 +23,8 @@ import torch
 
 from chiploop.chip.c_config import DECAY_ROUNDING
 from chiploop.chip.dynamics import LayerParams, NetworkParams, NetworkState, simulate
+from chiploop.chip.network import MAX_LAYERS, NetworkSpec
 from chiploop.chip.rules import Rules
-from chiploop.emulator.network import MAX_LAYERS, NetworkSpec
 from chiploop.firmware_bridge.protocol import (
     BOARD_CHANNEL,
     COMMIT,

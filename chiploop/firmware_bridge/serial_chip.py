@@ -8,20 +8,18 @@ and become active only with a CRC-checked COMMIT.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import fields
 from typing import TypeVar
 
 import numpy as np
 
+from chiploop.chip.base import ChipBase
 from chiploop.chip.c_config import net_config, neuron_vectors, recurrent_bits
-from chiploop.chip.rules import spiking_only
+from chiploop.chip.device_model import NeuronConstants
+from chiploop.chip.network import NetworkSpec
+from chiploop.chip.protocol import Recording
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.chip_profiles.rules import check_network
-from chiploop.emulator.chip import Recording
-from chiploop.emulator.device_model import DeviceModel, NeuronConstants, validate_inputs
-from chiploop.emulator.network import NetworkSpec
 from chiploop.errors import ChipError
 from chiploop.firmware_bridge.link import Link, NakError
 from chiploop.firmware_bridge.protocol import (
@@ -56,11 +54,12 @@ RUN_TIMEOUT_PER_TICK_S = 1e-3
 T = TypeVar("T")
 
 
-class SerialChip:
+class SerialChip(ChipBase):
     """A board at `url` (device path or pyserial URL) running `spec` under `profile`.
 
-    Raises ChipError naming the port when the board cannot host the network (nothing is written
-    then), LinkError when the link fails.
+    Raises DesignRuleError when `spec` breaks the profile's limits (before the port is opened),
+    ChipError naming the port when the board cannot host the network (nothing is written then),
+    LinkError when the link fails.
     """
 
     def __init__(
@@ -72,12 +71,10 @@ class SerialChip:
         baud: int = 115200,
         timeout: float | None = None,
     ) -> None:
-        spiking_only(profile, url)
-        check_network(profile, spec)
-        self.url, self.profile, self.spec = url, profile, spec
+        super().__init__(profile, spec, seed, name=url)
+        self.url = url
         self._ids = matrix_ids(list(spec.weight_shapes()), spec.layer_names)
         self.fixed = profile.arithmetic.kind == "fixed"
-        self.device = DeviceModel(profile, spec, seed)
         self.link = Link(url, baud=baud, timeout=timeout)
         self._board_weights: dict[str, np.ndarray] | None = None  # what we know is active on the board
         self._generation = 0  # committed on the board
@@ -93,41 +90,28 @@ class SerialChip:
             raise
 
     # ------------------------------------------------------------------ Chip protocol
-    def write_weights(self, weights: dict[str, np.ndarray]) -> None:
-        """Program weights through the device model; they reach the board before the next run."""
-        self.device.write(weights)
+    def close(self) -> None:
+        self.link.close()
+        super().close()
 
-    def read_weights(self) -> dict[str, np.ndarray]:
-        """Effective weights of the device model (quantized, noisy, drifted; no read noise)."""
-        return self.device.read()
-
-    def run(self, inputs: np.ndarray, record_v: bool = True) -> Recording:
-        """Run `[B, T, n_in]` 0/1 rasters on the board, each sample from rest."""
-        start = time.perf_counter()
-        x = validate_inputs(inputs, self.spec)
+    def _run_batch(self, x: np.ndarray, record_v: bool, record_i: bool) -> Recording:
+        """Upload the weights if they changed, then run each sample from rest on the board."""
+        if record_i:
+            raise ChipError(f"{self.url}: record_i: the board does not report synaptic currents")
         self._upload(self.device.for_run())
         per_sample = [self._run_sample(sample, record_v) for sample in x]
-        spikes = self.spec.by_layer(np.stack([s["hidden"] for s, _, _ in per_sample]))
+        spikes = {"hidden": np.stack([s["hidden"] for s, _, _ in per_sample])}
         if self.spec.readout == "spiking":
             spikes["out"] = np.stack([s["out"] for s, _, _ in per_sample])
         v = {}
         if record_v:
-            v = self.spec.by_layer(np.stack([vs["hidden"] for _, vs, _ in per_sample]))
-            v["out"] = np.stack([vs["out"] for _, vs, _ in per_sample])
-        meta = {
-            "dropped_spikes": sum(d for _, _, d in per_sample),
-            "weights_generation": self.device.generation,
-            "wall_time_s": time.perf_counter() - start,
-            "board_generation": self._generation,
-        }
-        return Recording(spikes=spikes, v=v, meta=meta)
-
-    def advance_time(self, seconds: float) -> None:
-        """Let the chip clock run (drift is modelled on the host)."""
-        self.device.advance_time(seconds)
-
-    def close(self) -> None:
-        self.link.close()
+            v = {key: np.stack([vs[key] for _, vs, _ in per_sample]) for key in ("hidden", "out")}
+        return self._recording(
+            spikes,
+            v,
+            dropped_spikes=sum(d for _, _, d in per_sample),
+            board_generation=self._generation,
+        )
 
     # ------------------------------------------------------------------ board access
     def board_weights(self) -> dict[str, np.ndarray]:

@@ -1,8 +1,8 @@
 """`deploy`: an imported network in software (NIR's rules on `ideal`) and on chips, per layer.
 
 For each chip profile: the design rules it breaks (layer, rule, limit), the accuracy on the chip
-(the twin in its Chip role: quantization, device noise, mismatch from `seed`) next to software,
-and per layer what the mapping did (weight error after programming, decay and threshold error).
+(TwinChip: quantization, device noise, mismatch from `seed`) next to software, and per layer what
+the mapping did (weight error after programming, decay and threshold error).
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from chiploop.chip.device_model import neuron_constants
 from chiploop.chip_profiles.loader import load_profile
 from chiploop.chip_profiles.rules import RULES
-from chiploop.emulator.device_model import neuron_constants
 from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.errors import DesignRuleError, TrainingError
 from chiploop.interchange.chain import Chain
 from chiploop.interchange.mapping import Mapped, map_chain
@@ -48,16 +49,18 @@ class ChipReport:
 
 
 def evaluate(mapped: Mapped, task: Task, seed: int, chip: bool) -> float:
-    """The task metric on the test split: the learner (exact weights, no noise) or the chip role."""
-    twin = TorchTwin(mapped.profile, mapped.spec, seed=seed, dtype=torch.float64)
+    """The task metric on the test split: the learner (exact weights, no noise) or the chip (TwinChip)."""
     unit = mapped.scales["out"] * mapped.profile.state_scale  # readout back in NIR's units
     outs, targets = [], []
     if chip:
-        twin.write_weights(mapped.weights)
+        on_chip = TwinChip(mapped.profile, mapped.spec, seed=seed)
+        on_chip.write_weights(mapped.weights)
+    else:
+        twin = TorchTwin(mapped.profile, mapped.spec, seed=seed, dtype=torch.float64)
     weights = {k: torch.tensor(v, dtype=torch.float64) for k, v in mapped.weights.items()}
     for batch in task.batches("test", 256):
         if chip:
-            v = torch.from_numpy(twin.run(batch.inputs.numpy()).v["out"].astype(np.float64))
+            v = torch.from_numpy(on_chip.run(batch.inputs.numpy()).v["out"].astype(np.float64))
         else:
             with torch.no_grad():
                 v = twin(batch.inputs.double(), weights=weights).v["out"]
@@ -102,9 +105,9 @@ def _layers(chain: Chain, mapped: Mapped, broken: list[DesignRuleError], seed: i
     spec = mapped.spec
     programmed = {}
     if not broken:
-        twin = TorchTwin(mapped.profile, mapped.spec, seed=seed, dtype=torch.float64)
-        twin.write_weights(mapped.weights)
-        programmed = twin.read_weights()
+        on_chip = TwinChip(mapped.profile, mapped.spec, seed=seed)
+        on_chip.write_weights(mapped.weights)
+        programmed = on_chip.read_weights()
     c = neuron_constants(mapped.profile, mapped.spec)
     reference = map_chain(chain, load_profile("ideal"), dt_s=mapped.dt_s, software=True)
     c_ref = neuron_constants(reference.profile, reference.spec)

@@ -13,12 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from chiploop.chip.device_model import neuron_constants
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.device_model import neuron_constants
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.errors import TrainingError
 from chiploop.interchange.nirfile import NirError
 
@@ -27,7 +26,7 @@ def deployed_weights(
     profile: ChipProfile, spec: NetworkSpec, weights: dict, seed: int
 ) -> dict[str, np.ndarray]:
     """The weights chip instance `seed` holds after programming `weights` (model units)."""
-    chip = TorchTwin(profile, spec, seed=seed, dtype=torch.float64)
+    chip = TwinChip(profile, spec, seed=seed)
     chip.write_weights({k: np.asarray(v, dtype=np.float64) for k, v in weights.items()})
     return chip.read_weights()
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from chiploop.chip.network import MAX_LAYERS, NetworkSpec
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.network import MAX_LAYERS, NetworkSpec
 from chiploop.interchange.chain import Chain, Layer
 from chiploop.interchange.nirfile import NirError
 
@@ -193,7 +193,7 @@ def _quantization_notes(
     layers: list[tuple[str, Layer, _Euler]],
 ) -> list[Note]:
     """What the chip's registers round or clip: decay factors, thresholds, weights beyond the range."""
-    from chiploop.emulator.device_model import neuron_constants
+    from chiploop.chip.device_model import neuron_constants
 
     c = neuron_constants(profile, spec)
     ar = profile.arithmetic

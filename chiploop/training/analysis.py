@@ -23,9 +23,9 @@ from chiploop.training.estimators.base import model_dtype
 from chiploop.training.tasks import Batch, Task
 
 if TYPE_CHECKING:
+    from chiploop.chip.network import NetworkSpec
+    from chiploop.chip.protocol import Chip
     from chiploop.chip_profiles.model import ChipProfile
-    from chiploop.emulator.chip import Chip
-    from chiploop.emulator.network import NetworkSpec
     from chiploop.emulator.twin import TorchTwin
     from chiploop.training.loop import Trainer
 
@@ -179,7 +179,7 @@ def deployed_metric(
 
     Each draw is a new chip seed: new frozen mismatch, faults and programming noise.
     """
-    from chiploop.emulator.targets import open_chip
+    from chiploop.chip.targets import open_chip
     from chiploop.training.loop import evaluate_on_chip
 
     results = []

@@ -147,7 +147,7 @@ def deploy_cell(cell: Cell) -> dict[str, Any]:
     """Evaluate the base model of (estimator, seed) deployed under the cell's overrides."""
     import torch
 
-    from chiploop.emulator.network import NetworkSpec
+    from chiploop.chip.network import NetworkSpec
     from chiploop.training.analysis import deployed_metric
     from chiploop.training.loop import ScaledReadout
     from chiploop.training.runs import RunDir

@@ -12,8 +12,8 @@ from chiploop.errors import DesignRuleError, Interrupted, TrainingError
 from chiploop.training import defaults
 
 if TYPE_CHECKING:
+    from chiploop.chip.network import NetworkSpec
     from chiploop.chip_profiles.model import ChipProfile
-    from chiploop.emulator.network import NetworkSpec
     from chiploop.training.loop import Trainer
 
 RESUME_READS = ("out", "resume", "epochs", "progress", "plots")
@@ -98,8 +98,8 @@ def train_command(
     With --resume only --out, --epochs, --progress and --plots are read; the rest comes from the
     run's config.yaml (which holds the full profile, overrides included).
     """
+    from chiploop.chip.network import NetworkSpec
     from chiploop.chip_profiles.loader import load_profile
-    from chiploop.emulator.network import NetworkSpec
     from chiploop.training.loop import Trainer
     from chiploop.training.tasks import make_task
 

@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
+from chiploop.chip.network import NetworkSpec
+from chiploop.chip.protocol import Chip, Recording
 from chiploop.chip_profiles.model import ChipProfile
 from chiploop.cost import COST_COLUMNS, ActivityCounter, cost_metrics, footprint_bytes
-from chiploop.emulator.chip import Chip, Recording
-from chiploop.emulator.network import NetworkSpec
 from chiploop.errors import ChipError, TrainingError
 from chiploop.outdir import OutputError, claim, entries
 from chiploop.training import defaults
@@ -164,17 +164,16 @@ def _listed(value: Any) -> Any:
 
 
 def reseed_chip_noise(chip: Chip, seed: int, epoch: int) -> bool:
-    """Restart a chip's noise streams from `(seed, epoch)`; False if the chip cannot.
-
-    Uses `chip.reseed_noise(key)`, else the `reseed_noise` of the chip's DeviceModel (attribute
-    `device_model` or `device`); frozen state (mismatch, faults, programmed weights) is untouched.
+    """Restart a chip's noise streams from `(seed, epoch)` through `Chip.reseed_noise`; frozen state
+    (mismatch, faults, programmed weights) is untouched. False for a chip without `reseed_noise` (a
+    user's object written before the protocol had it): its noise streams then run on across epochs, so a
+    resumed run may differ from an uninterrupted one (the Trainer warns once).
     """
-    candidates = (chip, getattr(chip, "device_model", None), getattr(chip, "device", None))
-    for target in candidates:
-        if callable(getattr(target, "reseed_noise", None)):
-            target.reseed_noise([seed, epoch])
-            return True
-    return False
+    reseed = getattr(chip, "reseed_noise", None)
+    if not callable(reseed):
+        return False
+    reseed([seed, epoch])
+    return True
 
 
 def _generator(seed: int, stream: int) -> torch.Generator:
@@ -364,7 +363,7 @@ class Trainer:
         self._data_gen = _generator(seed, _DATA_STREAM)
         self._hardware_gen = _generator(seed, _HARDWARE_STREAM)
         if chip is None:
-            from chiploop.emulator.targets import open_chip
+            from chiploop.chip.targets import open_chip
 
             chip = open_chip(target, self.profile, self.spec, seed)
         self.chip = MeteredChip(chip)

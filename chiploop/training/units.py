@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.network import NetworkSpec
 
 if TYPE_CHECKING:
     from chiploop.emulator.twin import TorchTwin
@@ -69,7 +69,7 @@ def layer_units(profile: ChipProfile, spec: NetworkSpec) -> dict[str, float]:
 
 def weight_floor(profile: ChipProfile) -> float:
     """The smallest weight the chip resolves: half its grid step, or its absolute noise at w = 0."""
-    from chiploop.emulator.devices import quantization_step
+    from chiploop.chip.devices import quantization_step
 
     noise, w_max = profile.noise, profile.weights.value_range[1]
     prog = {

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from chiploop.chip.devices import quantization_step
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles import ChipProfile, check_network, list_profiles, load_profile
 from chiploop.chip_profiles.loader import BUILTIN_DIR
-from chiploop.emulator.devices import quantization_step
-from chiploop.emulator.network import NetworkSpec
 
 BUILTINS = ["brainscales2", "dynapse2", "ideal", "loihi2", "pcm_crossbar", "rram_crossbar", "xylo"]
 

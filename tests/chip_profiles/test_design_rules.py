@@ -6,8 +6,8 @@ import inspect
 
 import pytest
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles import ChipProfile, check_network, load_profile, rules
-from chiploop.emulator.network import NetworkSpec
 from chiploop.errors import DesignRuleError
 
 IDEAL = load_profile("ideal")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles import check_network, list_profiles, load_profile
 from chiploop.chip_profiles.fit import SEARCH_CAP, largest_hidden, suggest, task_io
-from chiploop.emulator.network import NetworkSpec
 from chiploop.errors import DesignRuleError
 
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from chiploop.chip.device_model import neuron_constants
+from chiploop.chip.devices import draw_mismatch
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles import ProfileError, load_profile
 from chiploop.chip_profiles.inert import RULES, InertSettingError
 from chiploop.chip_profiles.model import Mismatch
 from chiploop.cli import app
-from chiploop.emulator.device_model import neuron_constants
-from chiploop.emulator.devices import draw_mismatch
-from chiploop.emulator.network import NetworkSpec
 
 runner = CliRunner()
 

@@ -4,15 +4,14 @@ the limit, before anything runs."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip.rules import Rules
 from chiploop.chip_profiles.loader import load_profile
 from chiploop.chip_profiles.model import ChipProfile
 from chiploop.chip_profiles.rules import check_network
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.errors import DesignRuleError, ProfileError
 
 
@@ -73,9 +72,8 @@ def test_network_rules_refuse_before_anything_runs() -> None:
     p = load_profile("xylo").with_overrides({"neuron.threshold": [100.0] * 5})
     with pytest.raises(DesignRuleError, match=r"neuron\.threshold.*limit 18 entries, got 5 entries"):
         check_network(p, NetworkSpec(8, 16, 2))
-    twin = TorchTwin(load_profile("xylo"), NetworkSpec(8, 70, 2, recurrent=True, synapses=2))
     with pytest.raises(DesignRuleError, match="max_fan_out"):
-        twin.write_weights({k: np.zeros(s) for k, s in twin.spec.weight_shapes().items()})
+        TwinChip(load_profile("xylo"), NetworkSpec(8, 70, 2, recurrent=True, synapses=2))
 
 
 def test_checked_against_survives_parameter_changes_only() -> None:

@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-
+from chiploop.chip.network import NetworkSpec
+from chiploop.chip.protocol import Chip
 from chiploop.chip_profiles.model import ChipProfile
 from chiploop.emulator.brian import BrianChip
-from chiploop.emulator.chip import Chip
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.firmware_bridge.board_sim import serve_in_background
 from chiploop.firmware_bridge.serial_chip import SerialChip
 
@@ -26,6 +24,6 @@ class ChipFactory:
 
 CHIP_FACTORIES: dict[str, ChipFactory] = {
     "brian": ChipFactory(lambda profile, spec, seed: BrianChip(profile, spec, seed=seed)),
-    "twin": ChipFactory(lambda profile, spec, seed: TorchTwin(profile, spec, seed=seed, dtype=torch.float64)),
+    "twin": ChipFactory(lambda profile, spec, seed: TwinChip(profile, spec, seed=seed)),
     "serial": ChipFactory(lambda profile, spec, seed: SerialChip(serve_in_background(), profile, spec, seed)),
 }

@@ -1,4 +1,4 @@
-"""The same scenarios on every Chip backend (CHIP_FACTORIES), against the float64 TorchTwin reference.
+"""The same scenarios on every Chip backend (CHIP_FACTORIES), against the float64 TwinChip reference.
 
 Float profiles: >= 99.9 % of spike entries agree and membranes agree to 1e-6 wherever the spike
 histories agree. Fixed arithmetic: bit for bit. Then the device contract: same seed, same Recording;
@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
+from chiploop.chip.network import NetworkSpec
+from chiploop.chip.protocol import Chip, Recording
 from chiploop.chip_profiles.loader import load_profile
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.chip import Chip, Recording
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.twin import TorchTwin
-from chiploop.errors import ChipError
+from chiploop.emulator.twin_chip import TwinChip
+from chiploop.errors import ChipError, DesignRuleError
 
 from .conftest import CHIP_FACTORIES
 
@@ -75,7 +74,7 @@ def make(backend: str, p: ChipProfile, spec: NetworkSpec = SPEC, seed: int = 0) 
 
 
 def reference(p: ChipProfile, spec: NetworkSpec, w: dict, x: np.ndarray, seed: int = 0) -> Recording:
-    twin = TorchTwin(p, spec, seed=seed, dtype=torch.float64)
+    twin = TwinChip(p, spec, seed=seed)
     twin.write_weights(w)
     return twin.run(x)
 
@@ -209,6 +208,40 @@ def test_read_noise_is_fresh_each_run(backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", CHIP_FACTORIES)
+def test_reseed_noise_restarts_programming_and_read_noise(backend: str) -> None:
+    """`Chip.reseed_noise`: the same key draws the same noise again, another key other noise."""
+    p = profile("noisy")
+    chip = make(backend, p, seed=3)
+    assert isinstance(chip, Chip)
+    w, x = weights(p, SPEC), inputs()
+    draws = []
+    for key in ([5, 1], [5, 1], [5, 2]):
+        chip.reseed_noise(key)
+        chip.write_weights(w)
+        draws.append((chip.read_weights()["in_hidden"], chip.run(x)))
+    (w_a, a), (w_b, b), (w_c, c) = draws
+    np.testing.assert_array_equal(w_a, w_b)
+    for layer in a.spikes:
+        np.testing.assert_array_equal(a.spikes[layer], b.spikes[layer])
+    for layer in a.v:
+        np.testing.assert_array_equal(a.v[layer], b.v[layer])
+    assert not np.array_equal(w_a, w_c) and not np.array_equal(a.v["out"], c.v["out"])
+
+
+@pytest.mark.parametrize("backend", CHIP_FACTORIES)
+def test_design_rules_at_open_and_nothing_after_close(backend: str) -> None:
+    with pytest.raises(DesignRuleError, match="max_neurons"):
+        make(backend, load_profile("ideal").with_overrides({"limits.max_neurons": 10}))
+    p = profile("ideal")
+    chip = make(backend, p)
+    chip.close()
+    with pytest.raises(ChipError, match="closed"):
+        chip.write_weights(weights(p, SPEC))
+    with pytest.raises(ChipError, match="closed"):
+        chip.run(inputs())
+
+
+@pytest.mark.parametrize("backend", CHIP_FACTORIES)
 def test_bad_input_keeps_previous_weights(backend: str) -> None:
     p = profile("ideal")
     chip = make(backend, p)
@@ -273,7 +306,7 @@ def test_every_rule_bit_identical(backend: str, name: str) -> None:
     assert ref.spikes["hidden"].max() == p.neuron.max_spike_count  # multi-spike counts where allowed
     assert_recordings_equal(got, ref)
     if backend != "serial":  # the wire carries no currents
-        twin = TorchTwin(p, spec, dtype=torch.float64)
+        twin = TwinChip(p, spec)
         twin.write_weights(w)
         want = twin.run(x, record_i=True).currents
         have = chip.run(x, record_i=True).currents

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles import list_profiles, load_profile
 from chiploop.chip_profiles.model import Cost
 from chiploop.cli import app
 from chiploop.cost import COST_COLUMNS, estimate
-from chiploop.emulator.network import NetworkSpec
 from chiploop.training.loop import Trainer
 from chiploop.training.runs import METRIC_COLUMNS, RunDir
 

@@ -14,11 +14,11 @@ import pytest
 import torch
 from torch import nn
 
+from chiploop.chip.network import NetworkSpec
+from chiploop.chip.targets import open_chip
 from chiploop.chip_profiles import load_profile
 from chiploop.cost import COST_COLUMNS
 from chiploop.cost.counts import state_registers
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.targets import open_chip
 from chiploop.training.loop import evaluate_on_chip
 from chiploop.training.tasks import make_task
 from chiploop.training.units import ScaledReadout, layer_units

@@ -13,15 +13,16 @@ import numpy as np
 import pytest
 import torch
 
+from chiploop.chip.device_model import DeviceModel
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.loader import load_profile
 from chiploop.emulator import brian
 from chiploop.emulator.brian import BrianChip
 from chiploop.emulator.brian_cache import _patch_writer, cache_key, default_cache_dir
 from chiploop.emulator.brian_net import ParamLayout, Shape
 from chiploop.emulator.brian_run import pack_raster, run_compiled
-from chiploop.emulator.device_model import DeviceModel
-from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.errors import ChipError, DesignRuleError
 
 T = 50
@@ -38,7 +39,7 @@ def _inputs(b: int, seed: int = 2, spec: NetworkSpec = SPEC) -> np.ndarray:
 
 
 def _twin(spec: NetworkSpec, w: dict, x: np.ndarray, profile=None):
-    twin = TorchTwin(profile or load_profile("ideal"), spec, dtype=torch.float64)
+    twin = TwinChip(profile or load_profile("ideal"), spec)
     twin.write_weights(w)
     return twin.run(x)
 
@@ -58,7 +59,7 @@ def test_second_process_reuses_the_compiled_project(chip: BrianChip) -> None:
         import json, sys, numpy as np
         from chiploop.chip_profiles.loader import load_profile
         from chiploop.emulator.brian import BrianChip
-        from chiploop.emulator.network import NetworkSpec
+        from chiploop.chip.network import NetworkSpec
         chip = BrianChip(load_profile("ideal"), NetworkSpec(12, 24, 4, recurrent=True))
         chip.write_weights({{k: np.array(v) for k, v in json.loads(sys.stdin.read()).items()}})
         rec = chip.run(np.array({x.tolist()}, dtype=np.uint8))

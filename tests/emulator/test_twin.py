@@ -1,4 +1,4 @@
-"""TorchTwin against a slow, direct numpy reading of docs/dynamics.md; gradients; replay; Chip role."""
+"""TorchTwin and TwinChip against a slow, direct numpy reading of docs/dynamics.md; gradients; replay."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from chiploop.chip import devices
+from chiploop.chip.device_model import DeviceModel, NeuronConstants, neuron_constants
+from chiploop.chip.network import NetworkSpec
+from chiploop.chip.protocol import Chip, Recording
+from chiploop.chip.surrogates import SuperSpike, Triangle
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator import devices
-from chiploop.emulator.chip import Chip, Recording
-from chiploop.emulator.device_model import DeviceModel, NeuronConstants, neuron_constants
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.surrogates import SuperSpike, Triangle
 from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.errors import ChipError, DesignRuleError
 
 WIDE = {"range": (-1e6, 1e6)}  # analog weights that the chip does not clip
@@ -306,10 +307,10 @@ def test_fixed_chip_run_is_bit_exact_and_int64() -> None:
     profile = make_profile(**FIXED_CASES["multiplier_alif_rec"][0])
     spec = NetworkSpec(6, 8, 3, recurrent=True)
     x, w = raster(3, 50, 6), int_weights(spec, 90.0)
-    twin = TorchTwin(profile, spec)
+    twin = TwinChip(profile, spec)
     twin.write_weights(w)
     rec = twin.run(x)
-    spikes, v, _ = reference(twin.device_model.constants, spec, profile.limits, x, w)
+    spikes, v, _ = reference(twin.device.constants, spec, profile.limits, x, w)
     assert rec.v["hidden"].dtype == np.int64 and rec.spikes["hidden"].dtype == np.uint8
     np.testing.assert_array_equal(rec.spikes["hidden"], spikes["hidden"])
     np.testing.assert_array_equal(rec.v["hidden"], v["hidden"])
@@ -384,16 +385,16 @@ def test_init_weights_scale_and_generator() -> None:
 def replay_setup(readout: str = "leaky"):
     profile = make_profile(neuron=dict(refractory_steps=1))
     spec = NetworkSpec(6, 8, 3, recurrent=True, readout=readout)
-    twin = TorchTwin(profile, spec, dtype=torch.float64)
+    twin, on_chip = TorchTwin(profile, spec, dtype=torch.float64), TwinChip(profile, spec)
     w = float_weights(spec, 2.5)
-    twin.write_weights(w)
-    return profile, spec, twin, w, raster(3, 40, 6)
+    on_chip.write_weights(w)
+    return profile, spec, twin, on_chip, w, raster(3, 40, 6)
 
 
 @pytest.mark.parametrize("readout", ["leaky", "spiking"])
 def test_replay_of_own_recording_reproduces_it(readout: str) -> None:
-    _, _, twin, w, x = replay_setup(readout)
-    rec = twin.run(x)
+    _, _, twin, on_chip, w, x = replay_setup(readout)
+    rec = on_chip.run(x)
     out = twin(torch.tensor(x), weights=as_torch(w), replay=rec)
     for k in rec.spikes:
         np.testing.assert_array_equal(out.spikes[k].detach().numpy(), rec.spikes[k])
@@ -402,8 +403,8 @@ def test_replay_of_own_recording_reproduces_it(readout: str) -> None:
 
 
 def test_replay_of_a_modified_recording_follows_the_chip() -> None:
-    profile, spec, twin, w, x = replay_setup()
-    rec = twin.run(x)
+    profile, spec, twin, on_chip, w, x = replay_setup()
+    rec = on_chip.run(x)
     flip = np.random.default_rng(3).random(rec.spikes["hidden"].shape) < 0.1
     chip_spikes = rec.spikes["hidden"] ^ flip.astype(np.uint8)
     chip = Recording(spikes={"hidden": chip_spikes}, v={}, meta={})
@@ -419,8 +420,8 @@ def test_replay_of_a_modified_recording_follows_the_chip() -> None:
 
 
 def test_replay_output_values_come_from_the_chip_gradients_from_the_twin() -> None:
-    _, _, twin, w, x = replay_setup()
-    rec = twin.run(x)
+    _, _, twin, on_chip, w, x = replay_setup()
+    rec = on_chip.run(x)
     v_chip = rec.v["out"] + np.float32(0.25)
     chip = Recording(spikes=rec.spikes, v={"out": v_chip}, meta={})
     replayed = {k: a.requires_grad_(True) for k, a in as_torch(w).items()}
@@ -436,8 +437,8 @@ def test_replay_output_values_come_from_the_chip_gradients_from_the_twin() -> No
 
 
 def test_replay_with_wrong_shapes_is_refused() -> None:
-    _, _, twin, w, x = replay_setup("spiking")
-    rec = twin.run(x)
+    _, _, twin, on_chip, w, x = replay_setup("spiking")
+    rec = on_chip.run(x)
     with pytest.raises(ChipError, match="replay spikes\\['out'\\]"):
         twin(torch.tensor(x), replay=Recording(spikes={"hidden": rec.spikes["hidden"]}, v={}))
     with pytest.raises(ChipError, match="replay spikes\\['hidden'\\]"):
@@ -481,7 +482,7 @@ def test_hardware_weights_noise_is_drawn_from_the_generator() -> None:
     assert resid.abs().max() < 1.0 and 0.01 < resid.std() < 0.1
 
 
-# ---------------------------------------------------------------- Chip role
+# ---------------------------------------------------------------- TwinChip
 NOISY = dict(
     noise=dict(
         mismatch=dict(tau=0.1, threshold=0.1, gain=0.1),
@@ -492,9 +493,9 @@ NOISY = dict(
 )
 
 
-def chip_run(seed: int) -> tuple[TorchTwin, Recording]:
+def chip_run(seed: int) -> tuple[TwinChip, Recording]:
     spec = NetworkSpec(6, 8, 3, recurrent=True, readout="spiking")
-    twin = TorchTwin(make_profile(**NOISY), spec, seed=seed)
+    twin = TwinChip(make_profile(**NOISY), spec, seed=seed)
     twin.write_weights(float_weights(spec, 2.5))
     return twin, twin.run(raster(3, 40, 6))
 
@@ -509,9 +510,7 @@ def test_chip_role_is_a_chip_and_reproducible_from_its_seed() -> None:
     assert a.v["out"].dtype == np.float32 and a.spikes["out"].dtype == np.uint8
     assert a.meta["weights_generation"] == 1 and a.meta["dropped_spikes"] == 0 and a.meta["wall_time_s"] > 0
     twin_c, c = chip_run(4)
-    assert not np.array_equal(
-        twin_a.device_model.constants.threshold_h, twin_c.device_model.constants.threshold_h
-    )
+    assert not np.array_equal(twin_a.device.constants.threshold_h, twin_c.device.constants.threshold_h)
     assert not np.allclose(a.v["hidden"], c.v["hidden"])
 
 
@@ -520,11 +519,11 @@ def test_chip_role_runs_the_device_weights_with_its_mismatch() -> None:
     # its effective weights and mismatched constants.
     quiet = make_profile(**{**NOISY, "noise": {**NOISY["noise"], "read": dict(model="none")}})
     spec = NetworkSpec(6, 8, 3, recurrent=True, readout="spiking")
-    chip = TorchTwin(quiet, spec, seed=3)
+    chip = TwinChip(quiet, spec, seed=3)
     chip.write_weights(float_weights(spec, 2.5))
     x = raster(3, 40, 6)
     rec = chip.run(x)
-    spikes, v, _ = reference(chip.device_model.constants, spec, quiet.limits, x, chip.read_weights())
+    spikes, v, _ = reference(chip.device.constants, spec, quiet.limits, x, chip.read_weights())
     assert_active(spikes)
     for k in spikes:
         np.testing.assert_array_equal(rec.spikes[k], spikes[k])
@@ -534,12 +533,12 @@ def test_chip_role_runs_the_device_weights_with_its_mismatch() -> None:
 def test_chip_role_caps_drop_and_count() -> None:
     profile = make_profile(limits=dict(max_spikes_per_step=2, max_input_spikes_per_step=2))
     spec = NetworkSpec(6, 8, 3, recurrent=True)
-    twin = TorchTwin(profile, spec)
+    twin = TwinChip(profile, spec)
     w = float_weights(spec, 4.0)
     twin.write_weights(w)
     x = raster(3, 40, 6, p=0.5)
     rec = twin.run(x, record_v=False)
-    spikes, _, dropped = reference(twin.device_model.constants, spec, profile.limits, x, w)
+    spikes, _, dropped = reference(twin.device.constants, spec, profile.limits, x, w)
     np.testing.assert_array_equal(rec.spikes["hidden"], spikes["hidden"])
     assert rec.spikes["hidden"].sum(axis=2).max() == 2
     assert rec.meta["dropped_spikes"] == dropped > 0
@@ -550,7 +549,7 @@ def test_chip_role_caps_drop_and_count() -> None:
 
 def test_chip_role_rejects_bad_inputs_and_keeps_its_weights() -> None:
     twin, _ = chip_run(1)
-    before, generation = twin.read_weights(), twin.device_model.generation
+    before, generation = twin.read_weights(), twin.device.generation
     good = raster(2, 5, 6)
     for bad in (good * 2, good[:, :, :5], good[0], np.full((2, 5, 6), np.nan)):
         with pytest.raises(ChipError):
@@ -564,7 +563,7 @@ def test_chip_role_rejects_bad_inputs_and_keeps_its_weights() -> None:
         with pytest.raises(ChipError):
             twin.write_weights(bad_w)
     after = twin.read_weights()
-    assert twin.device_model.generation == generation
+    assert twin.device.generation == generation
     for k in before:
         np.testing.assert_array_equal(before[k], after[k])
 
@@ -572,7 +571,7 @@ def test_chip_role_rejects_bad_inputs_and_keeps_its_weights() -> None:
 def test_chip_role_advance_time_drifts_the_weights() -> None:
     profile = make_profile(noise=dict(drift=dict(model="power_law", nu=0.1, t0_s=1.0)))
     spec = NetworkSpec(3, 4, 2)
-    twin = TorchTwin(profile, spec)
+    twin = TwinChip(profile, spec)
     twin.write_weights(float_weights(spec, 1.0))
     before = twin.read_weights()["in_hidden"]
     twin.advance_time(100.0)
@@ -599,7 +598,9 @@ def test_constants_are_not_shared_with_the_chip_role() -> None:
     twin = TorchTwin(profile, spec, seed=9)
     nominal = neuron_constants(profile, spec)
     np.testing.assert_array_equal(twin.constants.threshold_h, nominal.threshold_h)
-    assert not np.array_equal(twin.device_model.constants.threshold_h, nominal.threshold_h)
+    assert not np.array_equal(
+        TwinChip(profile, spec, seed=9).device.constants.threshold_h, nominal.threshold_h
+    )
     custom = replace(nominal, threshold_h=nominal.threshold_h * 2)
     assert TorchTwin(profile, spec, constants=custom).constants is custom
 
@@ -635,16 +636,16 @@ def test_forward_values_do_not_depend_on_autograd() -> None:
 
 def test_chip_role_checks_design_rules_and_closes_but_the_learner_does_not() -> None:
     spec = NetworkSpec(6, 8, 3)
-    small = TorchTwin(make_profile(limits=dict(max_neurons=5)), spec)
+    small = make_profile(limits=dict(max_neurons=5))
     x = raster(2, 5, 6)
     with pytest.raises(DesignRuleError, match="max_neurons|neuron"):
-        small.run(x)
-    assert small(torch.tensor(x)).v["out"].shape == (2, 5, 3)
-    twin = TorchTwin(make_profile(), spec)
-    twin.run(x)
-    twin.close()
+        TwinChip(small, spec)
+    assert TorchTwin(small, spec)(torch.tensor(x)).v["out"].shape == (2, 5, 3)
+    chip, twin = TwinChip(make_profile(), spec), TorchTwin(make_profile(), spec)
+    chip.run(x)
+    chip.close()
     with pytest.raises(ChipError, match="closed"):
-        twin.run(x)
+        chip.run(x)
     with pytest.raises(ChipError, match="closed"):
-        twin.write_weights(float_weights(spec, 1.0))
+        chip.write_weights(float_weights(spec, 1.0))
     assert twin(torch.tensor(x)).spikes["hidden"].shape == (2, 5, 8)

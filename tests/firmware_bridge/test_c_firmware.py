@@ -1,7 +1,7 @@
 """The reference C firmware (firmware/): built with make, served on a pty, driven over the protocol.
 
 It must agree with the Python side bit for bit: the codec with `cobs`/`zlib`, every response with the
-board simulator, and the integer network with TorchTwin under `arithmetic: fixed`.
+board simulator, and the integer network with TwinChip under `arithmetic: fixed`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from cobs import cobs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chiploop.chip.device_model import NeuronConstants
+from chiploop.chip.network import NetworkSpec
+from chiploop.chip.protocol import Recording
 from chiploop.chip_profiles.model import Arithmetic, ChipProfile, Limits, Mismatch, Neuron, Noise, Weights
-from chiploop.emulator.chip import Recording
-from chiploop.emulator.device_model import NeuronConstants
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.firmware_bridge.board_sim import Board
 from chiploop.firmware_bridge.link import Link, NakError
 from chiploop.firmware_bridge.protocol import (
@@ -564,7 +564,7 @@ def test_network_matches_the_board_simulator(link: Link, seed: int) -> None:
         assert c_fw[name] == c_sim[name], name
 
 
-# ---------------------------------------------------------------- dynamics: TorchTwin
+# ---------------------------------------------------------------- dynamics: TwinChip
 
 
 def test_random_cases_are_not_silent() -> None:
@@ -639,7 +639,7 @@ TWIN_CASES = {
 @pytest.mark.parametrize("case", sorted(TWIN_CASES))
 def test_network_matches_torch_twin_bit_for_bit(link: Link, case: str) -> None:
     profile, spec = TWIN_CASES[case]
-    twin = TorchTwin(profile, spec, seed=3)
+    twin = TwinChip(profile, spec, seed=3)
     rng = np.random.default_rng(11)
     twin.write_weights({k: rng.normal(8.0, 24.0, shape) for k, shape in spec.weight_shapes().items()})
     effective = twin.read_weights()
@@ -653,7 +653,7 @@ def test_network_matches_torch_twin_bit_for_bit(link: Link, case: str) -> None:
         "hidden_hidden": Matrix.HIDDEN_HIDDEN,
         "hidden_out": Matrix.HIDDEN_OUT,
     }
-    configure(ask, cfg, wire_params(twin.device_model.constants),
+    configure(ask, cfg, wire_params(twin.device.constants),
               {ids[k]: w.astype(np.int64) for k, w in effective.items()})  # fmt: skip
     dropped = 0
     for b in range(len(inputs)):
@@ -700,7 +700,7 @@ LAYERED_CASES = {  # through SerialChip: CONFIG_LAYERS and the layered matrix id
 def test_serial_chip_on_the_firmware_matches_torch_twin(board_path: str, case: str) -> None:
     profile, spec = (TWIN_CASES | LAYERED_CASES)[case]
     weights, inputs = chip_scenario(spec)
-    twin = TorchTwin(profile, spec, seed=3)
+    twin = TwinChip(profile, spec, seed=3)
     chip = SerialChip(board_path, profile, spec, seed=3)
     try:
         for c in (twin, chip):
@@ -733,7 +733,7 @@ def test_serial_chip_on_the_firmware_matches_brian_chip(board_path: str) -> None
 def test_faulty_line_loses_nothing_and_applies_nothing_twice(board_path: str) -> None:
     profile, spec = TWIN_CASES["caps-and-mismatch"]
     weights, inputs = chip_scenario(spec)
-    twin = TorchTwin(profile, spec, seed=3)
+    twin = TwinChip(profile, spec, seed=3)
     twin.write_weights(weights)
     with Relay(board_path, FaultRates(bit_flip=0.03, drop=0.03, dup=0.03), seed=5, listen="pty") as relay:
         chip = SerialChip(relay.url, profile, spec, seed=3, timeout=0.03)

@@ -29,9 +29,9 @@ from test_c_firmware import (
 )
 from typer.testing import CliRunner
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.cli import app
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.errors import ChipError
 from chiploop.firmware_bridge.link import Link, NakError
 from chiploop.firmware_bridge.protocol import RUN, ConfigNet, DType, Frame, Matrix, Msg, Nak, encode_frame
@@ -176,7 +176,7 @@ def test_serial_chip_refuses_a_network_the_qemu_board_cannot_hold(qemu_path: str
 def test_serial_chip_on_the_qemu_board_matches_torch_twin(qemu_path: str, case: str) -> None:
     profile, spec = TWIN_CASES[case]
     weights, inputs = chip_scenario(spec)
-    twin = TorchTwin(profile, spec, seed=3)
+    twin = TwinChip(profile, spec, seed=3)
     chip = SerialChip(qemu_path, profile, spec, seed=3)
     try:
         for c in (twin, chip):
@@ -232,5 +232,6 @@ def test_in_the_loop_training_through_the_qemu_board_matches_the_emulator(
 
     on_board = train(f"serial://{qemu_path}")
     assert on_board == train("emulator")
-    before, after = (line.split(",") for line in on_board.splitlines()[1:3])
-    assert after[-1] == "4" and after[1] != before[1]  # four chip-in-the-loop batches changed the loss
+    header, before, after = (line.split(",") for line in on_board.splitlines()[:3])
+    runs, loss = header.index("chip_runs"), header.index("train_loss")
+    assert after[runs] == "4" and after[loss] != before[loss]  # four chip runs changed the loss

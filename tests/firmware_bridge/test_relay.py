@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.loader import load_profile
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.errors import LinkError
 from chiploop.firmware_bridge.board_sim import Board
 from chiploop.firmware_bridge.link import Link
@@ -127,7 +127,7 @@ def test_frames_shrink_as_the_line_loses_them_and_grow_back_when_it_clears(serve
 def test_runs_through_faults_match_the_twin(start_board) -> None:
     profile, spec = load_profile("xylo"), NetworkSpec(16, 40, 4, recurrent=True, readout="spiking")
     x = (np.random.default_rng(2).random((4, 80, spec.n_in)) < 0.3).astype(np.uint8)
-    twin = TorchTwin(profile, spec, seed=4)
+    twin = TwinChip(profile, spec, seed=4)
     with Relay(start_board("--tcp", "127.0.0.1:0").url, ONE_PERCENT, seed=2) as relay:
         chip = SerialChip(relay.url, profile, spec, seed=4, timeout=0.05)
         try:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from chiploop.chip.network import NetworkSpec
+from chiploop.chip.protocol import Chip
+from chiploop.chip.targets import open_chip
 from chiploop.chip_profiles.loader import load_profile
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.chip import Chip
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.targets import open_chip
-from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.errors import ChipError, DesignRuleError
 from chiploop.firmware_bridge.board_sim import CAPABILITIES, Board, serve_in_background
 from chiploop.firmware_bridge.link import Link
@@ -59,7 +59,7 @@ def test_runs_bit_identical_to_the_twin(case: str, start_board) -> None:
     url = start_board("--tcp", "127.0.0.1:0").url
     rng = np.random.default_rng(5)
     x = (rng.random((3, 60, spec.n_in)) < 0.3).astype(np.uint8)
-    twin = TorchTwin(profile, spec, seed=11)
+    twin = TwinChip(profile, spec, seed=11)
     chip = SerialChip(url, profile, spec, seed=11)
     try:
         assert isinstance(chip, Chip)
@@ -87,7 +87,7 @@ def test_chunked_runs_match_one_long_run(start_board) -> None:
     url = start_board("--pty").url
     x = (np.random.default_rng(0).random((2, 2500, spec.n_in)) < 0.2).astype(np.uint8)
     with_chip = SerialChip(url, profile, spec, seed=0)
-    twin = TorchTwin(profile, spec, seed=0)
+    twin = TwinChip(profile, spec, seed=0)
     try:
         for chip in (with_chip, twin):
             chip.write_weights(random_weights(profile, spec, 3))

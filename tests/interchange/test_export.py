@@ -15,9 +15,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.loader import load_profile
 from chiploop.cli import app
-from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.twin import TorchTwin
 from chiploop.interchange.export import deployed_weights, to_nir
 from chiploop.interchange.importer import import_nir

@@ -7,9 +7,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.loader import load_profile
 from chiploop.cli import app
-from chiploop.emulator.network import NetworkSpec
 from chiploop.interchange.export import to_nir
 from chiploop.interchange.importer import import_nir
 from chiploop.training.runs import RunDir

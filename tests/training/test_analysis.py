@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.twin import TorchTwin
 from chiploop.training.analysis import generalization_gap, gradient_quality, loss_curvature
 from chiploop.training.estimators import make_estimator

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from chiploop.chip.network import NetworkSpec
+from chiploop.chip.protocol import Recording
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.chip import Recording
-from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.errors import TrainingError
 from chiploop.training.estimators import ESTIMATORS, GradEstimate, estimator_options, make_estimator
 from chiploop.training.estimators.base import Estimator
@@ -369,9 +370,9 @@ def test_random_feedback_has_the_scale_of_the_readout_it_replaces(profile):
         assert 1 / 3 < float(random / symmetric) < 3, name
 
 
-# ------------------------------------------------------------------ in the loop (twin's Chip role as chip)
+# ------------------------------------------------------------------ in the loop (TwinChip as chip)
 def chip_for(twin):
-    chip = TorchTwin(twin.profile, twin.spec, seed=1)
+    chip = TwinChip(twin.profile, twin.spec, seed=1)
     chip.write_weights({k: v.detach().numpy() for k, v in twin.weights.items()})
     return chip
 
@@ -670,8 +671,8 @@ def test_estimator_base_is_abstract():
 )
 def test_in_the_loop_on_the_brian_emulator_matches_the_twin(name, options, task, batch):
     """Under `ideal` the emulator's forward values are the twin's: the estimates agree."""
+    from chiploop.chip.targets import open_chip
     from chiploop.chip_profiles import load_profile
-    from chiploop.emulator.targets import open_chip
 
     profile = load_profile("ideal")
     twin = TorchTwin(profile, NetworkSpec(N_IN, N_H, N_OUT, recurrent=True), dtype=torch.float64)

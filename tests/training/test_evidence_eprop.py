@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.loader import load_profile
 from chiploop.cli import app
-from chiploop.emulator.network import NetworkSpec
 from chiploop.errors import TrainingError
 from chiploop.training.cli import parse_assignments
 from chiploop.training.loop import Trainer

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.loader import load_profile
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.errors import TrainingError
 from chiploop.training.estimators import BPTT, GradEstimate, make_estimator
 from chiploop.training.loop import MeteredChip, Trainer, reseed_chip_noise
@@ -38,7 +38,7 @@ def _trainer(
     spec = TEACHER_SPEC if task == "teacher" else SPEC
     options = (TEACHER_RUN if task == "teacher" else SMALL) | kwargs
     estimator = options.pop("estimator", "bptt")
-    chip = TorchTwin(prof, spec, seed=seed)
+    chip = TwinChip(prof, spec, seed=seed)
     return Trainer(prof, spec, estimator, task, chip=chip, seed=seed, out_dir=tmp_path, **options)
 
 
@@ -172,7 +172,7 @@ def test_resume_in_a_new_trainer_reproduces_the_run(tmp_path, estimator: str) ->
     options = {"n_samples": 2} if estimator == "weight_perturbation" else {}
     _trainer(tmp_path / "whole", "rram_crossbar", estimator=estimator, estimator_options=options).fit(2)
     _trainer(tmp_path / "parts", "rram_crossbar", estimator=estimator, estimator_options=options).fit(1)
-    chip = TorchTwin(load_profile("rram_crossbar"), TEACHER_SPEC, seed=0)
+    chip = TwinChip(load_profile("rram_crossbar"), TEACHER_SPEC, seed=0)
     resumed = Trainer.from_run(tmp_path / "parts", chip=chip, progress=False, plots=False)
     assert resumed.estimator.name == estimator
     resumed.fit(2, resume=True)
@@ -208,7 +208,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path) -> None:
         TEACHER_SPEC,
         _NaNAfter(ref, 2),
         "teacher",
-        chip=TorchTwin(prof, TEACHER_SPEC),
+        chip=TwinChip(prof, TEACHER_SPEC),
         out_dir=tmp_path,
         **TEACHER_RUN,
     )
@@ -231,7 +231,7 @@ def test_exploding_loss_stops(tmp_path) -> None:
             return GradEstimate(1e9, est.grads, est.chip_runs)
 
     prof = load_profile("ideal")
-    chip = TorchTwin(prof, TEACHER_SPEC)
+    chip = TwinChip(prof, TEACHER_SPEC)
     trainer = Trainer(prof, TEACHER_SPEC, Exploding(), "teacher", chip=chip, out_dir=tmp_path, **TEACHER_RUN)
     with pytest.raises(TrainingError, match="loss exploded to 1e\\+09"):
         trainer.fit(1)
@@ -261,7 +261,7 @@ def test_negative_seed_is_a_training_error(tmp_path) -> None:
             TEACHER_SPEC,
             "bptt",
             "teacher",
-            chip=TorchTwin(prof, TEACHER_SPEC),
+            chip=TwinChip(prof, TEACHER_SPEC),
             seed=-1,
             out_dir=tmp_path,
         )
@@ -274,7 +274,7 @@ def test_rate_options_with_an_estimator_object_are_refused(tmp_path) -> None:
 
 def test_metered_chip_counts_runs_and_reseeds_the_device_model() -> None:
     prof = load_profile("rram_crossbar")
-    chip = TorchTwin(prof, SPEC, seed=3)
+    chip = TwinChip(prof, SPEC, seed=3)
     metered = MeteredChip(chip)
     w = {k: np.full(s, 0.3) for k, s in SPEC.weight_shapes().items()}
     x = np.ones((2, 5, 64), np.uint8)
@@ -293,14 +293,14 @@ _SCRIPT = textwrap.dedent(
     """
     import sys
     from chiploop.chip_profiles.loader import load_profile
-    from chiploop.emulator.network import NetworkSpec
-    from chiploop.emulator.twin import TorchTwin
+    from chiploop.chip.network import NetworkSpec
+    from chiploop.emulator.twin_chip import TwinChip
     from chiploop.training.loop import Trainer
 
     out, resume = sys.argv[1], sys.argv[2] == "resume"
     prof = load_profile("rram_crossbar")
     spec = NetworkSpec(64, 24, 10)
-    chip = TorchTwin(prof, spec, seed=0)
+    chip = TwinChip(prof, spec, seed=0)
     if resume:
         Trainer.from_run(out, chip=chip, progress=False, plots=False).fit(resume=True)
     else:

@@ -11,11 +11,12 @@ import torch
 from pydantic import ValidationError
 
 from chiploop.chip.c_config import net_config
+from chiploop.chip.device_model import neuron_constants
 from chiploop.chip.dynamics import network_params, simulate
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.device_model import neuron_constants
-from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.errors import ChipError
 from chiploop.training.curvature import hessian_top_eigenvalue
 from chiploop.training.estimators import make_estimator
@@ -130,8 +131,9 @@ def test_truncated_rules_differ_from_bptt_on_a_recurrent_rate_twin(task, batch):
 
 def test_the_twin_chip_role_returns_rates():
     twin = rate_twin()
-    twin.write_weights({k: p.detach().numpy() for k, p in twin.weights.items()})
-    rec = twin.run(np.ones((2, T, N_IN), np.uint8))
+    chip = TwinChip(twin.profile, twin.spec)
+    chip.write_weights({k: p.detach().numpy() for k, p in twin.weights.items()})
+    rec = chip.run(np.ones((2, T, N_IN), np.uint8))
     assert rec.spikes["hidden"].dtype == np.float32 and np.abs(rec.spikes["hidden"]).max() < 1.0
 
 

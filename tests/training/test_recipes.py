@@ -164,8 +164,8 @@ def test_cramer2022_in_the_loop_recovers_what_deployment_loses(tmp_path):
 
 
 def test_train_epochs_rejects_an_unknown_optimizer():
+    from chiploop.chip.network import NetworkSpec
     from chiploop.chip_profiles import load_profile
-    from chiploop.emulator.network import NetworkSpec
     from chiploop.training.estimators import make_estimator
     from chiploop.training.recipes.common import student, train_epochs
     from chiploop.training.tasks import make_task

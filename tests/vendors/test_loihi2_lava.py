@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.loader import load_profile
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.firmware_bridge.serial_chip import SerialChip
 
 from .lava_traces import N_NETWORKS, draw_network, step_crcs, weights_crc
@@ -84,7 +84,7 @@ def networks() -> list[dict]:
 
 
 def run_twin(net: dict):  # noqa: ANN201 - a Recording
-    twin = TorchTwin(profile_of(net), spec_of(net))
+    twin = TwinChip(profile_of(net), spec_of(net))
     twin.write_weights(weights_of(net))
     return twin.run(net["x"][None], record_i=True)
 

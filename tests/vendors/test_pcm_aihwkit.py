@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from chiploop.chip.device_model import DeviceModel
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.loader import load_profile
-from chiploop.emulator.device_model import DeviceModel
-from chiploop.emulator.network import NetworkSpec
 
 LEVELS = np.array([0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0])  # of w_max (the layer's peak, mapped to g_max)
 PER_LEVEL = 40_000

@@ -3,7 +3,7 @@ Rockpool's XyloSim), on random networks: spike counts, synaptic currents and mem
 
 Each network draws its sizes (hidden 8-200), recurrence, second synaptic current, biases, weight
 shift, per-neuron dashes (decay shifts) and thresholds, and a regime: quiet, busy or saturating
-(states driven to the int16 limits). The Python definition of the dynamics (the twin's chip role)
+(states driven to the int16 limits). The Python definition of the dynamics (TwinChip)
 is compared on all of them, the C definition (the reference firmware, through SerialChip) on every
 fourth; the conformance suite holds the Brian2 emulator to both.
 """
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.loader import load_profile
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.firmware_bridge.serial_chip import SerialChip
 
 xylosim = pytest.importorskip("xylosim.v2", reason="xylosim (a dev dependency) is not installed")
@@ -148,7 +148,7 @@ def model_weights(net: XyloNet) -> dict[str, np.ndarray]:
 
 
 def chiploop_twin(net: XyloNet) -> dict[str, np.ndarray]:
-    twin = TorchTwin(profile_of(net), spec_of(net))
+    twin = TwinChip(profile_of(net), spec_of(net))
     twin.write_weights(model_weights(net))
     rec = twin.run(net.x[None], record_i=True)
     got = {f"spikes:{k}": z[0] for k, z in rec.spikes.items()} | {f"v:{k}": v[0] for k, v in rec.v.items()}

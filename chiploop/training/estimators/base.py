@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from chiploop.emulator.chip import Chip, Recording
-from chiploop.emulator.network import NetworkSpec
+from chiploop.chip.network import NetworkSpec
+from chiploop.chip.protocol import Chip, Recording
 from chiploop.errors import TrainingError
 from chiploop.training.tasks import Batch, Task
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import TYPE_CHECKING
 
-from chiploop.emulator.chip import Chip
+from chiploop.chip.protocol import Chip
 from chiploop.errors import TrainingError
 from chiploop.training.estimators.base import (
     Estimator,

@@ -25,7 +25,7 @@ from chiploop.training.estimators.unroll import Credit
 from chiploop.training.units import layer_units
 
 if TYPE_CHECKING:
-    from chiploop.emulator.network import NetworkSpec
+    from chiploop.chip.network import NetworkSpec
     from chiploop.emulator.twin import TorchTwin
 
 

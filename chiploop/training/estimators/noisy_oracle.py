@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from chiploop.emulator.chip import Chip
+from chiploop.chip.protocol import Chip
 from chiploop.errors import TrainingError
 from chiploop.training.estimators.base import Estimator, GradEstimate, Weights
 from chiploop.training.estimators.bptt import BPTT

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from chiploop.chip.dynamics import arriving_inputs
-from chiploop.emulator.chip import Chip
+from chiploop.chip.protocol import Chip
 from chiploop.errors import TrainingError
 from chiploop.training.estimators.base import (
     Estimator,

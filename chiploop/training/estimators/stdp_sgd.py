@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from chiploop.emulator.chip import Chip
+from chiploop.chip.protocol import Chip
 from chiploop.errors import TrainingError
 from chiploop.training.estimators.base import (
     Estimator,

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from chiploop.chip.dynamics import Credit, Trace, cap_spikes, simulate
-from chiploop.emulator.chip import Recording
+from chiploop.chip.protocol import Recording
 from chiploop.errors import TrainingError
 
 if TYPE_CHECKING:

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles import load_profile
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.training.estimators import make_estimator
 from chiploop.training.loop import Trainer
 from chiploop.training.plots import pyplot
@@ -83,7 +83,7 @@ def _train(
     **rate: float,
 ) -> list[dict]:
     """Train with the Trainer (offline mode, Adam) on a twin chip; its history rows tagged part/model/seed."""
-    chip = TorchTwin(profile, spec, seed=seed)
+    chip = TwinChip(profile, spec, seed=seed)
     trainer = Trainer(
         profile,
         spec,
@@ -204,7 +204,7 @@ def _report(out_dir, rows, quick, seed, ev_seeds, evidence, ev_epochs, pat_epoch
             "the feedback is symmetric; ALIF neurons with e-prop solve evidence accumulation across a delay "
             "where LIF-only networks stay near chance; e-prop learns pattern generation close to BPTT.",
             f"`ideal` profile, recurrent hidden layer of 100 neurons, leaky readout, Trainer (offline, Adam "
-            f"lr 0.01 in threshold units), evaluation on a TorchTwin chip. Factorisation: 32 hidden ALIF "
+            f"lr 0.01 in threshold units), evaluation on a TwinChip. Factorisation: 32 hidden ALIF "
             f"neurons, one batch of 32 evidence trials, float64. Evidence: {evidence.n_in} inputs, T = "
             f"{evidence.n_steps} steps (delay longer than τ_mem = 20 ms, τ_syn = 5 ms), "
             f"{evidence.split_size('train')} training trials, {ev_epochs} epochs, batch 64, rate regulariser "

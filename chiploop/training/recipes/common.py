@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.network import NetworkSpec
 from chiploop.emulator.twin import TorchTwin
 from chiploop.errors import TrainingError
 from chiploop.training.plots import save_figure

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from chiploop.chip.network import NetworkSpec
+from chiploop.chip.targets import open_chip
 from chiploop.chip_profiles import load_profile
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.targets import open_chip
 from chiploop.training.loop import Trainer, evaluate_on_chip
 from chiploop.training.plots import pyplot
 from chiploop.training.recipes.common import (

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles import load_profile
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.network import NetworkSpec
 from chiploop.training.curvature import hessian_top_eigenvalue
 from chiploop.training.estimators import make_estimator
 from chiploop.training.plots import pyplot

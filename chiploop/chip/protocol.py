@@ -7,8 +7,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.network import NetworkSpec
 
 
 @dataclass
@@ -44,6 +44,10 @@ class Chip(Protocol):
 
     def run(self, inputs: np.ndarray, record_v: bool = True) -> Recording:
         """Run a batch of input rasters `[B, T, n_in]` (0/1) from rest."""
+
+    def reseed_noise(self, key: int | list[int]) -> None:
+        """Restart the chip's noise streams (rounding, programming, drift, read) from `key`; frozen
+        state (mismatch, faults, programmed weights, clock) stays. The Trainer calls it every epoch."""
 
     def advance_time(self, seconds: float) -> None:
         """Let the chip's clock run (drift grows with time since programming)."""

@@ -1,6 +1,6 @@
 """`open_chip`: one entry point for every Chip backend, addressed like pyserial's `serial_for_url`.
 
-"emulator" -> BrianChip, "twin" -> TorchTwin, "serial://..." / "socket://..." -> SerialChip
+"emulator" -> BrianChip, "twin" -> TwinChip, "serial://..." / "socket://..." -> SerialChip
 (a board, or the board simulator, over a pyserial URL). Backends are imported when asked for.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from chiploop.chip.network import NetworkSpec
+from chiploop.chip.protocol import Chip
 from chiploop.chip_profiles.loader import load_profile
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator.chip import Chip
-from chiploop.emulator.network import NetworkSpec
 from chiploop.errors import ChipError
 
 TARGETS = ("emulator", "twin", "serial://<port>", "socket://<host>:<port>")
@@ -28,8 +28,8 @@ def open_chip(
 ) -> Chip:
     """Open the Chip named by `target` for `spec` under `profile` (a ChipProfile, built-in name or YAML).
 
-    Extra keywords go to the backend (e.g. `batch_size`, `cache_dir` for the emulator, `dtype` for
-    the twin, `baud`, `timeout` for a board).
+    Extra keywords go to the backend (e.g. `batch_size`, `cache_dir` for the emulator, `baud`,
+    `timeout` for a board).
     """
     if not isinstance(spec, NetworkSpec):
         raise ChipError(f"open_chip: expected spec to be a NetworkSpec, got {type(spec).__name__}")
@@ -41,9 +41,9 @@ def open_chip(
 
         return BrianChip(prof, spec, seed=seed, **kw)
     if target == "twin":
-        from chiploop.emulator.twin import TorchTwin
+        from chiploop.emulator.twin_chip import TwinChip
 
-        return TorchTwin(prof, spec, seed=seed, **kw)
+        return TwinChip(prof, spec, seed=seed, **kw)
     if target.startswith(_BOARD_SCHEMES):
         try:
             from chiploop.firmware_bridge.serial_chip import SerialChip

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from chiploop.chip import devices
 from chiploop.chip_profiles.model import (
     ChipProfile,
     Drift,
@@ -20,7 +21,6 @@ from chiploop.chip_profiles.model import (
     ReadNoise,
     Weights,
 )
-from chiploop.emulator import devices
 from chiploop.errors import ChipError, ProfileError
 
 

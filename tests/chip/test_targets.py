@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
+from chiploop.chip.network import NetworkSpec
+from chiploop.chip.targets import open_chip
 from chiploop.chip_profiles.loader import load_profile
 from chiploop.emulator.brian import BrianChip
-from chiploop.emulator.network import NetworkSpec
-from chiploop.emulator.targets import open_chip
-from chiploop.emulator.twin import TorchTwin
+from chiploop.emulator.twin_chip import TwinChip
 from chiploop.errors import ChipError, ProfileError
 
 SPEC = NetworkSpec(4, 6, 2)
@@ -24,7 +24,7 @@ def test_emulator_is_the_default_and_takes_profile_names() -> None:
 
 def test_twin_target() -> None:
     chip = open_chip("twin", load_profile("loihi2"), SPEC, seed=2)
-    assert isinstance(chip, TorchTwin) and chip.seed == 2 and chip.profile.name == "loihi2"
+    assert isinstance(chip, TwinChip) and chip.device.seed == 2 and chip.profile.name == "loihi2"
 
 
 @pytest.mark.parametrize(

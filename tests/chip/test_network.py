@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chiploop.emulator.network import NetworkSpec
+from chiploop.chip.network import NetworkSpec
 from chiploop.errors import ChipError
 
 

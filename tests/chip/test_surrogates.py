@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from chiploop.emulator.surrogates import Sigmoid, SuperSpike, Surrogate, Triangle
+from chiploop.chip.surrogates import Sigmoid, SuperSpike, Surrogate, Triangle
 from chiploop.errors import TrainingError
 
 X = torch.linspace(-2.5, 2.5, 101, dtype=torch.float64)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from chiploop.chip import devices
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.emulator import devices
-from chiploop.emulator.network import NetworkSpec
 from chiploop.errors import ChipError
 
 

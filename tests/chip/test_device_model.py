@@ -7,6 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from chiploop.chip.device_model import DeviceModel, neuron_constants, validate_inputs
+from chiploop.chip.devices import quantize
+from chiploop.chip.network import NetworkSpec
 from chiploop.chip_profiles import list_profiles, load_profile
 from chiploop.chip_profiles.model import (
     Adaptation,
@@ -22,9 +25,6 @@ from chiploop.chip_profiles.model import (
     Timing,
     Weights,
 )
-from chiploop.emulator.device_model import DeviceModel, neuron_constants, validate_inputs
-from chiploop.emulator.devices import quantize
-from chiploop.emulator.network import NetworkSpec
 from chiploop.errors import ChipError
 
 SPEC = NetworkSpec(n_in=4, n_hidden=5, n_out=3, recurrent=True)
