@@ -29,11 +29,11 @@ def _positive_number(value: Any) -> float:
     raise ValueError(f"must be a finite number > 0, got {value!r}")
 
 
-def _int_at_least(low: int) -> BeforeValidator:
-    def check(value: Any) -> int:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= low:
+def _int_at_least(low: int, optional: bool = False) -> BeforeValidator:
+    def check(value: Any) -> int | None:
+        if (value is None and optional) or (type(value) is int and value >= low):
             return value
-        raise ValueError(f"must be an int >= {low}, got {value!r}")
+        raise ValueError(f"must be an int >= {low}{' or null' if optional else ''}, got {value!r}")
 
     return BeforeValidator(check)
 
@@ -59,10 +59,6 @@ def _one_or_list(kind: type, text: str, accept: Any) -> BeforeValidator:
     return BeforeValidator(check)
 
 
-def _optional(validator: BeforeValidator) -> BeforeValidator:
-    return BeforeValidator(lambda value: None if value is None else validator.func(value))  # type: ignore[call-arg]
-
-
 PositiveNumber = Annotated[float, BeforeValidator(_positive_number)]
 Count = Annotated[int, _int_at_least(1)]
 Seed = Annotated[int, _int_at_least(0)]
@@ -84,8 +80,14 @@ class NetworkConfig(_Section):
 
     @classmethod
     def of(cls, spec: NetworkSpec) -> NetworkConfig:
-        listed = {k: list(v) if isinstance(v, tuple) else v for k, v in _spec_fields(spec).items()}
-        return cls(**listed)
+        return cls(
+            n_in=spec.n_in,
+            n_hidden=list(spec.n_hidden) if isinstance(spec.n_hidden, tuple) else spec.n_hidden,
+            n_out=spec.n_out,
+            recurrent=list(spec.recurrent) if isinstance(spec.recurrent, tuple) else spec.recurrent,
+            readout=spec.readout,
+            synapses=spec.synapses,
+        )
 
     def spec(self) -> NetworkSpec:
         """The NetworkSpec; its own checks (layer count, one flag per layer) as a TrainingError."""
@@ -100,17 +102,6 @@ class NetworkConfig(_Section):
             )
         except ChipError as exc:
             raise TrainingError(f"network: {str(exc).replace('NetworkSpec.', '')}") from None
-
-
-def _spec_fields(spec: NetworkSpec) -> dict[str, Any]:
-    return {
-        "n_in": spec.n_in,
-        "n_hidden": spec.n_hidden,
-        "n_out": spec.n_out,
-        "recurrent": spec.recurrent,
-        "readout": spec.readout,
-        "synapses": spec.synapses,
-    }
 
 
 class TaskConfig(_Section):
@@ -145,7 +136,7 @@ class TrainConfig(_Section):
     lr_decay: PositiveNumber = defaults.LR_DECAY
     batch_size: Count = defaults.BATCH_SIZE
     eval_batch_size: Count = defaults.BATCH_SIZE
-    train_eval_size: Annotated[int | None, _optional(_int_at_least(1))] = None
+    train_eval_size: Annotated[int | None, _int_at_least(1, optional=True)] = None
     init_scale: PositiveNumber = 1.0
     seed: Seed = defaults.SEED
     epochs: Annotated[int, _int_at_least(0)] = defaults.EPOCHS

@@ -103,7 +103,9 @@ class Trainer:
     epochs: default for `fit`. plots: write the PNG plots when `fit` ends.
     out_dir: None = a fresh `runs/<profile>-<task>-<estimator>-<mode>-h<hidden>-s<seed>` (`default_run_dir`).
     overwrite: let the first `fit` replace a run already in `out_dir` (otherwise refused).
-    Defaults are `chiploop.training.defaults`, the same as `chiploop train`'s.
+    Defaults are `chiploop.training.defaults`, the same as `chiploop train`'s. The settings are
+    validated and kept as a `TrainConfig` (`settings`, written as config.yaml); `from_config` builds
+    a Trainer from one, `from_run` from a run directory's config.yaml.
     """
 
     def __init__(

@@ -58,7 +58,7 @@ def test_run_written_before_trainconfig_resumes_to_the_uninterrupted_metrics(tmp
         ({"mode": "online"}, "mode must be one of ('in_the_loop', 'offline'), got 'online'"),
         ({"batch_size": 2.5}, "batch_size must be an int >= 1, got 2.5"),
         ({"epochs": -1}, "epochs must be an int >= 0, got -1"),
-        ({"train_eval_size": 0}, "train_eval_size must be an int >= 1, got 0"),
+        ({"train_eval_size": 0}, "train_eval_size must be an int >= 1 or null, got 0"),
         ({"bogus": 1}, "bogus: unknown key"),
         (
             {"network": {"n_in": 25, "n_hidden": 0, "n_out": 1}},
