@@ -6,6 +6,8 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "loop": ["Trainer", "History"],
+        "config": ["TrainConfig"],
+        "stepping": ["Stepper"],
         "tasks": ["make_task", "TASKS"],
         "estimators": ["make_estimator", "ESTIMATORS", "GradEstimate"],
         "analysis": ["gradient_quality", "loss_curvature", "noise_robustness"],

@@ -100,6 +100,7 @@ def train_command(
     """
     from chiploop.chip.network import NetworkSpec
     from chiploop.chip_profiles.loader import load_profile
+    from chiploop.training.config import NetworkConfig, TrainConfig
     from chiploop.training.loop import Trainer
     from chiploop.training.tasks import make_task
 
@@ -117,23 +118,24 @@ def train_command(
             spec = NetworkSpec(the_task.n_in, parse_hidden(hidden), the_task.n_out, recurrent=recurrent)
         chip_profile = chip_profile.with_overrides(parse_assignments(set_ or [], "--set"))
         _check_fits(chip_profile, spec, task)
-        trainer = Trainer(
-            chip_profile,
-            spec,
-            estimator,
-            the_task,
-            mode=mode,  # type: ignore[arg-type]
+        config = TrainConfig.make(
+            profile=chip_profile.name,
+            profile_spec=chip_profile,
+            network=NetworkConfig.of(spec),
+            task={"name": task, "seed": seed, "options": task_options},
+            estimator={"name": estimator},
+            mode=mode,
             target=target,
-            optimizer=optimizer,  # type: ignore[arg-type]
+            optimizer=optimizer,
             lr=lr,
             lr_decay=lr_decay,
             batch_size=batch_size,
+            eval_batch_size=batch_size,
             seed=seed,
-            out_dir=out,
-            progress=progress,
-            plots=plots,
-            task_options=task_options,
-            overwrite=overwrite,
+            epochs=defaults.EPOCHS if epochs is None else epochs,
+        )
+        trainer = Trainer.from_config(
+            config, task=the_task, out_dir=out, progress=progress, plots=plots, overwrite=overwrite
         )
         if imported is not None:
             trainer.load_weights(imported.weights)

@@ -13,6 +13,10 @@ in units of the firing threshold (`out_v / profile.readout_scale`), and init and
 are expressed in per-layer weight units (`layer_units`), so one set of defaults serves every
 built-in profile's scale.
 
+The Trainer orchestrates units with one job each: the settings (`TrainConfig`, config.yaml), the
+training step (`Stepper`, shared with the research recipes), evaluation on the chip
+(`evaluation`), checkpoints (`checkpoint`) and progress (`TrainingProgress`).
+
 Determinism: every draw comes from generators derived from `seed`; at the start of each epoch the
 chip's noise streams are restarted from `(seed, epoch)` and the weights re-written, so a resumed
 run reproduces an uninterrupted one exactly, and `metrics.csv` is byte-identical for a seed.
@@ -24,9 +28,7 @@ import math
 import shutil
 import time
 import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -34,146 +36,46 @@ import numpy as np
 import torch
 
 from chiploop.chip.network import NetworkSpec
-from chiploop.chip.protocol import Chip, Recording
+from chiploop.chip.protocol import Chip
 from chiploop.chip_profiles.model import ChipProfile
-from chiploop.cost import COST_COLUMNS, ActivityCounter, cost_metrics, footprint_bytes
+from chiploop.cost import footprint_bytes
 from chiploop.errors import ChipError, TrainingError
 from chiploop.outdir import OutputError, claim, entries
 from chiploop.training import defaults
-from chiploop.training.runs import (
-    CHECKPOINT_FORMAT,
-    METRIC_COLUMNS,
-    METRICS,
-    TIMING,
-    TIMING_COLUMNS,
-    RunDir,
-    default_run_dir,
+from chiploop.training.checkpoint import append_tables, restore_checkpoint, save_checkpoint, write_tables
+from chiploop.training.config import (
+    MODES,
+    OPTIMIZERS,
+    EstimatorConfig,
+    NetworkConfig,
+    TaskConfig,
+    TrainConfig,
+    check_settings,
 )
+from chiploop.training.evaluation import epoch_row, evaluate_on_chip
+from chiploop.training.history import History
+from chiploop.training.metered import MeteredChip, reseed_chip_noise
+from chiploop.training.progress import TrainingProgress
+from chiploop.training.runs import RunDir, default_run_dir
+from chiploop.training.stepping import Stepper, float_weights, layer_optimizer, set_layer_rates
 from chiploop.training.tasks import Batch, Task
 from chiploop.training.units import ScaledReadout, init_weights, layer_units
 
 if TYPE_CHECKING:
     from chiploop.training.estimators import GradEstimate, GradientEstimator
 
-MODES = ("in_the_loop", "offline")
-OPTIMIZERS = ("adam", "sgd")
+__all__ = [
+    "MODES",
+    "OPTIMIZERS",
+    "History",
+    "MeteredChip",
+    "Trainer",
+    "TrainingProgress",
+    "evaluate_on_chip",
+    "reseed_chip_noise",
+]
+
 DIVERGENCE_FACTOR = 1e3  # a step loss this many times the initial train loss counts as exploding
-
-
-@dataclass
-class History:
-    """Per-epoch rows of `metrics.csv` (row 0: before training) and of `timing.csv`."""
-
-    rows: list[dict[str, float]] = field(default_factory=list)
-    timing: list[dict[str, float]] = field(default_factory=list)
-
-    def column(self, name: str) -> list[float]:
-        """One column of the metrics over epochs."""
-        return [row[name] for row in self.rows]
-
-    @property
-    def last(self) -> dict[str, float]:
-        if not self.rows:
-            raise TrainingError("History is empty: no epoch was evaluated")
-        return self.rows[-1]
-
-    @property
-    def best(self) -> dict[str, float]:
-        """The row with the highest test metric (first one on ties)."""
-        if not self.rows:
-            raise TrainingError("History is empty: no epoch was evaluated")
-        return max(self.rows, key=lambda r: r["test_metric"])
-
-
-class MeteredChip:
-    """A Chip that delegates to another, timing its calls and counting its runs."""
-
-    def __init__(self, chip: Chip) -> None:
-        self.chip = chip
-        self.profile, self.spec = chip.profile, chip.spec
-        self.seconds = 0.0
-        self.runs = 0
-
-    @contextmanager
-    def _timed(self) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds += time.perf_counter() - start
-
-    def write_weights(self, weights: dict[str, np.ndarray]) -> None:
-        with self._timed():
-            self.chip.write_weights(weights)
-
-    def read_weights(self) -> dict[str, np.ndarray]:
-        with self._timed():
-            return self.chip.read_weights()
-
-    def run(self, inputs: np.ndarray, record_v: bool = True) -> Recording:
-        with self._timed():
-            rec = self.chip.run(inputs, record_v=record_v)
-        self.runs += 1
-        return rec
-
-    def advance_time(self, seconds: float) -> None:
-        self.chip.advance_time(seconds)
-
-    def close(self) -> None:
-        self.chip.close()
-
-
-def evaluate_on_chip(
-    chip: Chip, task: Any, spec: NetworkSpec, split: str, batch_size: int, limit: int | None = None
-) -> dict[str, float]:
-    """Loss, metric, hidden spikes per neuron per sample and the cost of one inference
-    (`chiploop.cost.COST_COLUMNS`) of `split` (first `limit` samples).
-
-    Runs the weights the chip holds now; every batch is padded to `batch_size` (one compiled shape
-    on the emulator). Loss and metric are computed once over the whole split.
-    """
-    n = task.split_size(split) if limit is None else min(limit, task.split_size(split))
-    outs, targets, spikes, seen = [], [], 0, 0
-    counter = ActivityCounter(spec, chip.read_weights())
-    for batch in task.batches(split, batch_size):
-        take = min(len(batch.inputs), n - seen)
-        if take <= 0:
-            break
-        x = np.zeros((batch_size, *batch.inputs.shape[1:]), np.uint8)
-        x[:take] = batch.inputs[:take].numpy()
-        rec = chip.run(x)
-        outs.append(torch.from_numpy(np.asarray(rec.v["out"][:take], dtype=np.float64)))
-        targets.append(batch.targets[:take])
-        spikes += sum(int(rec.spikes[name][:take].sum(dtype=np.int64)) for name in spec.layer_names)
-        counter.add(x, rec, take)
-        seen += take
-    if seen == 0:
-        raise TrainingError(f"nothing to evaluate: split {split!r} with limit {limit!r} holds no sample")
-    out_v, y = torch.cat(outs), torch.cat(targets)
-    return {
-        "loss": float(task.loss(out_v, y)),
-        "metric": float(task.metric(out_v, y)),
-        "spikes_per_neuron_per_sample": spikes / (seen * spec.n_hidden_total),
-        **cost_metrics(chip.profile, spec, counter),
-    }
-
-
-def _listed(value: Any) -> Any:
-    """A tuple as a list (YAML writes lists), anything else unchanged."""
-    return list(value) if isinstance(value, tuple) else value
-
-
-def reseed_chip_noise(chip: Chip, seed: int, epoch: int) -> bool:
-    """Restart a chip's noise streams from `(seed, epoch)` through `Chip.reseed_noise`; frozen state
-    (mismatch, faults, programmed weights) is untouched. False for a chip without `reseed_noise` (a
-    user's object written before the protocol had it): its noise streams then run on across epochs, so a
-    resumed run may differ from an uninterrupted one (the Trainer warns once).
-    """
-    reseed = getattr(chip, "reseed_noise", None)
-    if not callable(reseed):
-        return False
-    reseed([seed, epoch])
-    return True
 
 
 def _generator(seed: int, stream: int) -> torch.Generator:
@@ -183,76 +85,6 @@ def _generator(seed: int, stream: int) -> torch.Generator:
 
 
 _DATA_STREAM, _INIT_STREAM, _HARDWARE_STREAM = 1, 2, 3
-
-
-class TrainingProgress:
-    """A rich progress display on stderr (epochs x batches) and the closing summary table on stdout;
-    inert if disabled."""
-
-    def __init__(self, epochs: int, n_batches: int, done: int, enabled: bool = True) -> None:
-        self.enabled, self.n_batches = enabled, n_batches
-        if enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(
-                TextColumn("{task.description:<8}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[info]}"),
-                console=Console(stderr=True),
-            )
-            self._epochs = self._progress.add_task("epochs", total=epochs, completed=done, info="")
-            self._batches = self._progress.add_task("batches", total=n_batches, info="")
-
-    def __enter__(self) -> TrainingProgress:
-        if self.enabled:
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self._progress.stop()
-
-    def advance_batch(self, loss: float) -> None:
-        if self.enabled:
-            self._progress.update(self._batches, advance=1, info=f"loss {loss:.4f}")
-
-    def end_epoch(self, row: Mapping[str, float]) -> None:
-        if self.enabled:
-            info = f"test {row['test_metric']:.4f}  train {row['train_metric']:.4f}"
-            self._progress.update(self._epochs, advance=1, info=info)
-            self._progress.reset(self._batches, total=self.n_batches, info="")
-
-    @staticmethod
-    def print_summary(history: History, metric_name: str, run_dir: Path) -> None:
-        """A rich table of every epoch's chip-measured metrics."""
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"training on the chip ({run_dir})")
-        for col in (
-            "epoch",
-            "train loss",
-            f"train {metric_name}",
-            "test loss",
-            f"test {metric_name}",
-            "spikes/neuron/sample",
-            "chip runs",
-        ):
-            table.add_column(col, justify="right")
-        for r in history.rows:
-            table.add_row(
-                str(r["epoch"]),
-                f"{r['train_loss']:.4f}",
-                f"{r['train_metric']:.4f}",
-                f"{r['test_loss']:.4f}",
-                f"{r['test_metric']:.4f}",
-                f"{r['spikes_per_neuron_per_sample']:.2f}",
-                str(r["chip_runs"]),
-            )
-        Console().print(table)
 
 
 class Trainer:
@@ -271,7 +103,9 @@ class Trainer:
     epochs: default for `fit`. plots: write the PNG plots when `fit` ends.
     out_dir: None = a fresh `runs/<profile>-<task>-<estimator>-<mode>-h<hidden>-s<seed>` (`default_run_dir`).
     overwrite: let the first `fit` replace a run already in `out_dir` (otherwise refused).
-    Defaults are `chiploop.training.defaults`, the same as `chiploop train`'s.
+    Defaults are `chiploop.training.defaults`, the same as `chiploop train`'s. The settings are
+    validated and kept as a `TrainConfig` (`settings`, written as config.yaml); `from_config` builds
+    a Trainer from one, `from_run` from a run directory's config.yaml.
     """
 
     def __init__(
@@ -305,73 +139,202 @@ class Trainer:
     ) -> None:
         from chiploop.chip_profiles.loader import load_profile
 
-        if mode not in MODES:
-            raise TrainingError(f"mode must be one of {MODES}, got {mode!r}")
-        if optimizer not in OPTIMIZERS:
-            raise TrainingError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-        for name, value in (("lr", lr), ("init_scale", init_scale), ("lr_decay", lr_decay)):
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise TrainingError(f"{name} must be a finite number > 0, got {value!r}")
-        for name, value, low in (("batch_size", batch_size, 1), ("seed", seed, 0)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise TrainingError(f"{name} must be an int >= {low}, got {value!r}")
-        self.profile = load_profile(profile) if isinstance(profile, str) else profile
-        self.estimator_options = dict(estimator_options or {})
-        self.estimator = self._make_estimator(estimator, rate_reg, rate_target, seed)
-        self.task_options = dict(task_options or {})
-        self.task = self._make_task(task, seed)
+        check_settings(
+            mode=mode,
+            optimizer=optimizer,
+            lr=lr,
+            init_scale=init_scale,
+            lr_decay=lr_decay,
+            batch_size=batch_size,
+            seed=seed,
+        )
+        the_profile = load_profile(profile) if isinstance(profile, str) else profile
+        task_options, estimator_options = dict(task_options or {}), dict(estimator_options or {})
+        the_estimator = _make_estimator(estimator, rate_reg, rate_target, seed, estimator_options)
+        the_task = _make_task(task, seed, task_options)
         try:
-            self.spec = spec if spec is not None else NetworkSpec(self.task.n_in, n_hidden, self.task.n_out)
+            spec = spec if spec is not None else NetworkSpec(the_task.n_in, n_hidden, the_task.n_out)
         except ChipError as exc:
             raise TrainingError(str(exc).replace("NetworkSpec.", "")) from None
-        if (self.spec.n_in, self.spec.n_out) != (self.task.n_in, self.task.n_out):
+        config = TrainConfig.make(
+            profile=the_profile.name,
+            profile_spec=the_profile,
+            network=NetworkConfig.of(spec),
+            task=TaskConfig(name=the_task.name, seed=seed, options=task_options),
+            estimator=EstimatorConfig(name=the_estimator.name, options=estimator_options),
+            mode=mode,
+            target=target,
+            optimizer=optimizer,
+            lr=lr,
+            lr_decay=lr_decay,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size or batch_size,
+            train_eval_size=train_eval_size,
+            init_scale=init_scale,
+            seed=seed,
+            epochs=epochs,
+        )
+        self._setup(
+            config, the_profile, spec, the_task, the_estimator, chip, out_dir, progress, plots, overwrite
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        config: TrainConfig,
+        *,
+        task: Task | None = None,
+        chip: Chip | None = None,
+        out_dir: str | Path | None = None,
+        progress: bool = True,
+        plots: bool = True,
+        overwrite: bool = False,
+    ) -> Trainer:
+        """The Trainer of `config` (what `chiploop train` and `from_run` build).
+
+        task: the task object if already built (else made from `config.task`); chip: None = `open_chip`.
+        """
+        est = config.estimator
+        estimator = _make_estimator(est.name, est.rate_reg, est.rate_target, config.seed, est.options)
+        the_task = (
+            task if task is not None else _make_task(config.task.name, config.task.seed, config.task.options)
+        )
+        trainer = cls.__new__(cls)
+        trainer._setup(
+            config,
+            config.profile_spec,
+            config.network.spec(),
+            the_task,
+            estimator,
+            chip,
+            out_dir,
+            progress,
+            plots,
+            overwrite,
+        )
+        return trainer
+
+    @classmethod
+    def from_run(
+        cls, out_dir: str | Path, *, chip: Chip | None = None, progress: bool = True, plots: bool = True
+    ) -> Trainer:
+        """Rebuild the Trainer of a run directory from its `config.yaml` (for `fit(resume=True)`).
+
+        Task and estimator are rebuilt from their names and recorded options (an object passed to
+        the original Trainer comes back with its registry defaults); a run trained on a chip object
+        needs that chip again.
+        """
+        config = TrainConfig.read(out_dir)
+        if config.target.startswith("<") and chip is None:
             raise TrainingError(
-                f"spec has n_in={self.spec.n_in}, n_out={self.spec.n_out}; task {self.task.name!r} needs "
-                f"n_in={self.task.n_in}, n_out={self.task.n_out}"
+                f"run {out_dir} was trained on a chip {config.target}: pass chip= to resume it"
             )
-        if getattr(self.estimator, "cuts_only_recurrence", False) and not self.spec.recurrent:
+        return cls.from_config(config, chip=chip, out_dir=out_dir, progress=progress, plots=plots)
+
+    def _setup(
+        self,
+        config: TrainConfig,
+        profile: ChipProfile,
+        spec: NetworkSpec,
+        task: Task,
+        estimator: GradientEstimator,
+        chip: Chip | None,
+        out_dir: str | Path | None,
+        progress: bool,
+        plots: bool,
+        overwrite: bool,
+    ) -> None:
+        """Build the run's units from its settings and objects; record the settings they resolve to."""
+        if (spec.n_in, spec.n_out) != (task.n_in, task.n_out):
+            raise TrainingError(
+                f"spec has n_in={spec.n_in}, n_out={spec.n_out}; task {task.name!r} needs "
+                f"n_in={task.n_in}, n_out={task.n_out}"
+            )
+        if getattr(estimator, "cuts_only_recurrence", False) and not spec.recurrent:
             warnings.warn(
-                f"estimator {self.estimator.name} equals bptt on a network without recurrence (it only cuts"
+                f"estimator {estimator.name} equals bptt on a network without recurrence (it only cuts"
                 " the gradient through W_rec): train a recurrent network (--recurrent) to see a difference",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        self.mode, self.optimizer_name = mode, optimizer
-        self.target = target if chip is None else f"<{type(chip).__name__} object>"
-        self.lr, self.lr_decay, self.batch_size = float(lr), float(lr_decay), batch_size
-        self.seed, self.init_scale = seed, float(init_scale)
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.train_eval_size = train_eval_size
-        self.epochs = epochs
+        resolved = config.estimator.model_copy(
+            update={
+                "rate_reg": getattr(estimator, "rate_reg", None),
+                "rate_target": getattr(estimator, "rate_target", None),
+            }
+        )
+        target = config.target if chip is None else f"<{type(chip).__name__} object>"
+        self.settings = config.model_copy(
+            update={
+                "estimator": resolved,
+                "target": target,
+                "task": config.task.model_copy(update={"name": task.name}),
+            }
+        )
+        self.profile, self.spec, self.task, self.estimator = profile, spec, task, estimator
+        self.task_options, self.estimator_options = dict(config.task.options), dict(config.estimator.options)
         self.progress, self.plots, self.overwrite = progress, plots, overwrite
         self.run = RunDir(
             out_dir
             if out_dir is not None
             else default_run_dir(
-                self.profile.name, self.task.name, self.estimator.name, mode, self.spec.n_hidden, seed
+                profile.name, task.name, estimator.name, config.mode, spec.n_hidden, config.seed
             )
         )
-        self.readout = ScaledReadout.of(self.task, self.profile)
+        self.readout = ScaledReadout.of(task, profile)
 
         from chiploop.emulator.twin import TorchTwin
 
-        self.twin = TorchTwin(self.profile, self.spec, seed=seed)
-        self.units = layer_units(self.profile, self.spec)
-        init_weights(self.twin, _generator(self.seed, _INIT_STREAM), self.init_scale)
-        self.optimizer = self._make_optimizer()
-        self._set_learning_rate(1)
-        self._data_gen = _generator(seed, _DATA_STREAM)
-        self._hardware_gen = _generator(seed, _HARDWARE_STREAM)
+        self.twin = TorchTwin(profile, spec, seed=config.seed)
+        self.units = layer_units(profile, spec)
+        init_weights(self.twin, _generator(config.seed, _INIT_STREAM), config.init_scale)
+        self._data_gen = _generator(config.seed, _DATA_STREAM)
+        self._hardware_gen = _generator(config.seed, _HARDWARE_STREAM)
         if chip is None:
             from chiploop.chip.targets import open_chip
 
-            chip = open_chip(target, self.profile, self.spec, seed)
+            chip = open_chip(config.target, profile, spec, config.seed)
         self.chip = MeteredChip(chip)
+        in_the_loop = config.mode == "in_the_loop"
+        self.stepper = Stepper(
+            self.twin,
+            estimator,
+            self.readout,
+            layer_optimizer(config.optimizer, self.twin, self._rates(1)),
+            chip=self.chip if in_the_loop else None,
+            hardware=None if in_the_loop else self._hardware_gen,
+            clip=profile.weights.value_range,
+        )
         self.history = History()
         self.epoch = 0
         self._steps = 0  # optimizer steps taken by `step` since the last epoch ended
         self._deployed = False  # the chip holds the shadow weights (offline: deployed after changes)
         self._warned_reseed = False
+
+    # ------------------------------------------------------------------ settings
+    mode = property(lambda self: self.settings.mode)
+    target = property(lambda self: self.settings.target)
+    optimizer_name = property(lambda self: self.settings.optimizer)
+    lr = property(lambda self: self.settings.lr)
+    lr_decay = property(lambda self: self.settings.lr_decay)
+    batch_size = property(lambda self: self.settings.batch_size)
+    eval_batch_size = property(lambda self: self.settings.eval_batch_size)
+    train_eval_size = property(lambda self: self.settings.train_eval_size)
+    init_scale = property(lambda self: self.settings.init_scale)
+    seed = property(lambda self: self.settings.seed)
+
+    @property
+    def epochs(self) -> int:
+        """Epochs in total (the default of `fit`)."""
+        return self.settings.epochs
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.stepper.optimizer
+
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild this Trainer (`Trainer.from_run`): config.yaml's mapping."""
+        return self.settings.to_yaml()
 
     def load_weights(self, weights: Mapping[str, Any]) -> None:
         """Start from `weights` (model units, keyed like `spec.weight_shapes()`) instead of the seeded
@@ -390,132 +353,18 @@ class Trainer:
                     )
                 p.copy_(w)
 
-    # ------------------------------------------------------------------ construction helpers
-    def _make_task(self, task: Task | str, seed: int) -> Task:
-        if not isinstance(task, str):
-            return task
-        from chiploop.training.tasks import make_task
-
-        return make_task(task, seed=seed, **self.task_options)
-
-    def _make_estimator(
-        self, estimator: GradientEstimator | str, rate_reg: float | None, rate_target: float | None, seed: int
-    ) -> GradientEstimator:
-        """The estimator object; one built by name draws from the run's seed unless told otherwise."""
-        rate = {k: v for k, v in (("rate_reg", rate_reg), ("rate_target", rate_target)) if v is not None}
-        if not isinstance(estimator, str):
-            if rate:
-                raise TrainingError(
-                    f"rate_reg/rate_target {rate} given with an estimator object; set them on the estimator"
-                )
-            return estimator
-        from chiploop.training.estimators import estimator_options, make_estimator
-
-        seeded = {"seed": seed} if "seed" in estimator_options(estimator) else {}
-        return make_estimator(estimator, **(seeded | rate | self.estimator_options))
-
-    def _set_learning_rate(self, epoch: int) -> None:
-        """Per-layer learning rate of `epoch` (1-based): `lr · lr_decay^(epoch−1)` in weight units."""
+    def _rates(self, epoch: int) -> dict[str, float]:
+        """Per-layer learning rate of `epoch` (1-based): `lr · lr_decay^(epoch−1)` in weight units
+        (Adam step `lr·unit`, SGD `lr·unit²`)."""
         power = 1 if self.optimizer_name == "adam" else 2
-        for group, name in zip(self.optimizer.param_groups, self.twin.weights, strict=True):
-            group["lr"] = self.lr * self.lr_decay ** (epoch - 1) * self.units[name] ** power
-
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        """Adam or SGD with one parameter group per layer (learning rates: `_set_learning_rate`)."""
-        groups = [{"params": [p]} for p in self.twin.weights.values()]
-        optimizer = torch.optim.Adam if self.optimizer_name == "adam" else torch.optim.SGD
-        return optimizer(groups, lr=self.lr)
-
-    def config(self) -> dict[str, Any]:
-        """Everything needed to rebuild this Trainer (`Trainer.from_run`)."""
         return {
-            "profile": self.profile.name,
-            "profile_spec": self.profile.model_dump(mode="json"),
-            "network": {
-                "n_in": self.spec.n_in,
-                "n_hidden": _listed(self.spec.n_hidden),
-                "n_out": self.spec.n_out,
-                "recurrent": _listed(self.spec.recurrent),
-                "readout": self.spec.readout,
-            },
-            "task": {"name": self.task.name, "seed": self.seed, "options": self.task_options},
-            "estimator": {
-                "name": self.estimator.name,
-                "rate_reg": getattr(self.estimator, "rate_reg", None),
-                "rate_target": getattr(self.estimator, "rate_target", None),
-                "options": self.estimator_options,
-            },
-            "mode": self.mode,
-            "target": self.target,
-            "optimizer": self.optimizer_name,
-            "lr": self.lr,
-            "lr_decay": self.lr_decay,
-            "batch_size": self.batch_size,
-            "eval_batch_size": self.eval_batch_size,
-            "train_eval_size": self.train_eval_size,
-            "init_scale": self.init_scale,
-            "seed": self.seed,
-            "epochs": self.epochs,
+            name: self.lr * self.lr_decay ** (epoch - 1) * self.units[name] ** power for name in self.units
         }
 
-    @classmethod
-    def from_run(
-        cls, out_dir: str | Path, *, chip: Chip | None = None, progress: bool = True, plots: bool = True
-    ) -> Trainer:
-        """Rebuild the Trainer of a run directory from its `config.yaml` (for `fit(resume=True)`).
-
-        Task and estimator are rebuilt from their names and recorded options (an object passed to
-        the original Trainer comes back with its registry defaults); a run trained on a chip object
-        needs that chip again.
-        """
-        config = RunDir(out_dir).read_config()
-        if str(config.get("target", "")).startswith("<") and chip is None:
-            raise TrainingError(
-                f"run {out_dir} was trained on a chip {config['target']}: pass chip= to resume it"
-            )
-        try:
-            profile = ChipProfile.model_validate(config["profile_spec"])
-            est = config["estimator"]
-            return cls(
-                profile,
-                NetworkSpec(**config["network"]),
-                est["name"],
-                config["task"]["name"],
-                mode=config["mode"],
-                chip=chip,
-                target=config["target"],
-                optimizer=config["optimizer"],
-                lr=config["lr"],
-                lr_decay=config["lr_decay"],
-                batch_size=config["batch_size"],
-                rate_reg=est["rate_reg"],
-                rate_target=est["rate_target"],
-                seed=config["seed"],
-                out_dir=out_dir,
-                progress=progress,
-                init_scale=config["init_scale"],
-                task_options=config["task"]["options"],
-                estimator_options=est["options"],
-                eval_batch_size=config["eval_batch_size"],
-                train_eval_size=config["train_eval_size"],
-                epochs=config["epochs"],
-                plots=plots,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise TrainingError(
-                f"{RunDir(out_dir).file('config.yaml')} is not a usable run config: {exc}"
-            ) from None
-
     # ------------------------------------------------------------------ weights and chip
-    def _clip_weights(self) -> None:
-        lo, hi = self.profile.weights.value_range
-        with torch.no_grad():
-            for p in self.twin.weights.values():
-                p.clamp_(lo, hi)
-
     def float_weights(self) -> dict[str, np.ndarray]:
         """The twin's shadow weights as float64 arrays."""
-        return {k: w.detach().cpu().numpy().astype(np.float64) for k, w in self.twin.weights.items()}
+        return float_weights(self.twin)
 
     def _program_chip(self, epoch: int) -> None:
         """Restart the chip's noise streams from (seed, epoch) and write the shadow weights."""
@@ -539,18 +388,9 @@ class Trainer:
         return evaluate_on_chip(self.chip, self.readout, self.spec, split, self.eval_batch_size, limit)
 
     def _evaluate_epoch(self, epoch: int, chip_runs: int) -> dict[str, float]:
-        train = self.evaluate("train", self.train_eval_size)
-        test = self.evaluate("test")
-        return {
-            "epoch": epoch,
-            "train_loss": train["loss"],
-            "train_metric": train["metric"],
-            "test_loss": test["loss"],
-            "test_metric": test["metric"],
-            "spikes_per_neuron_per_sample": test["spikes_per_neuron_per_sample"],
-            "chip_runs": chip_runs,
-            **{f"test_{k}": test[k] for k in COST_COLUMNS},
-        }
+        return epoch_row(
+            self.evaluate("train", self.train_eval_size), self.evaluate("test"), epoch, chip_runs
+        )
 
     # ------------------------------------------------------------------ training
     def step(self, batch: Batch) -> float:
@@ -567,20 +407,9 @@ class Trainer:
         return loss
 
     def _step(self, batch: Batch, epoch: int, index: int, reference_loss: float) -> tuple[float, int]:
-        """One optimizer step on `batch`; returns the step loss and the chip runs it used."""
-        if self.mode == "in_the_loop":
-            est = self.estimator.estimate(self.twin, batch, self.readout, self.chip)
-        else:
-            weights = self.twin.hardware_weights(self._hardware_gen, noise=True)
-            est = self.estimator.estimate(self.twin, batch, self.readout, None, weights=weights)
-        self._check_finite(est, epoch, index, reference_loss)
-        for name, p in self.twin.weights.items():
-            p.grad = est.grads[name].to(p.dtype).clone()
-        self.optimizer.step()
-        self._clip_weights()
-        if self.mode == "in_the_loop":
-            self.chip.write_weights(self.float_weights())
-        else:
+        """One optimizer step on `batch` (`Stepper`); returns the step loss and the chip runs it used."""
+        est = self.stepper.step(batch, lambda e: self._check_finite(e, epoch, index, reference_loss))
+        if self.mode == "offline":
             self._deployed = False
         return est.loss, int(est.chip_runs)
 
@@ -623,7 +452,7 @@ class Trainer:
                     )
             elif not self.history.rows:
                 self._claim_fresh(resume)
-            self.epochs = epochs
+            self.settings = self.settings.model_copy(update={"epochs": epochs})
             self.run.write_config(self.config())  # first, so the run is resumable from here on
             if not self.history.rows:
                 self._start()
@@ -657,8 +486,7 @@ class Trainer:
         row = self._evaluate_epoch(0, 0)
         timing = self._timing(0, start, chip_s)
         self.history = History([row], [timing])
-        self.run.write_rows(METRICS, METRIC_COLUMNS, self.history.rows)
-        self.run.write_rows(TIMING, TIMING_COLUMNS, self.history.timing)
+        write_tables(self.run, self.history)
         self._save_checkpoint()
 
     def _train_epoch(self, epoch: int, bar: TrainingProgress) -> None:
@@ -667,7 +495,7 @@ class Trainer:
         reference = self.history.rows[0]["train_loss"]
         if self.mode == "in_the_loop":
             self._program_chip(epoch)
-        self._set_learning_rate(epoch)
+        set_layer_rates(self.optimizer, self.twin, self._rates(epoch))
         chip_runs = 0
         for index, batch in enumerate(self.task.batches("train", self.batch_size, self._data_gen)):
             loss, runs = self._step(batch, epoch, index, reference)
@@ -679,8 +507,7 @@ class Trainer:
         self.history.rows.append(row)
         self.history.timing.append(self._timing(epoch, start, chip_s))
         self.epoch, self._steps = epoch, 0
-        self.run.append_row(METRICS, METRIC_COLUMNS, row)
-        self.run.append_row(TIMING, TIMING_COLUMNS, self.history.timing[-1])
+        append_tables(self.run, self.history)
         self._save_checkpoint()
         bar.end_epoch(row)
 
@@ -697,37 +524,13 @@ class Trainer:
         return gens
 
     def _save_checkpoint(self) -> None:
-        self.run.save_checkpoint(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "epoch": self.epoch,
-                "weights": {k: w.detach().clone() for k, w in self.twin.weights.items()},
-                "optimizer": self.optimizer.state_dict(),
-                "rng": {name: gen.get_state() for name, gen in self._generators().items()},
-                "history": self.history.rows,
-                "timing": self.history.timing,
-            }
-        )
+        save_checkpoint(self.run, self.epoch, self.twin, self.optimizer, self._generators(), self.history)
 
     def _restore(self, state: dict[str, Any]) -> None:
         """Load a checkpoint into the twin, optimizer and generators; rewrite the CSV tables."""
-        try:
-            with torch.no_grad():
-                for name, p in self.twin.weights.items():
-                    p.copy_(state["weights"][name])
-            self.optimizer.load_state_dict(state["optimizer"])
-            for name, gen in self._generators().items():
-                gen.set_state(state["rng"][name])
-        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            raise TrainingError(
-                f"checkpoint {self.run.file('checkpoint.pt')} does not fit this run: {exc}"
-            ) from None
-        self.epoch = int(state["epoch"])
-        # a run checkpointed before a column existed gets it as NaN (not measured then)
-        rows = [{**dict.fromkeys(METRIC_COLUMNS, math.nan), **row} for row in state["history"]]
-        self.history = History(rows, list(state["timing"]))
-        self.run.write_rows(METRICS, METRIC_COLUMNS, self.history.rows)
-        self.run.write_rows(TIMING, TIMING_COLUMNS, self.history.timing)
+        self.epoch, self.history = restore_checkpoint(
+            self.run, state, self.twin, self.optimizer, self._generators()
+        )
 
     # ------------------------------------------------------------------ results
     def summary(self) -> dict[str, Any]:
@@ -763,3 +566,33 @@ class Trainer:
             from chiploop.training.plots import write_plots
 
             write_plots(self)
+
+
+def _make_task(task: Task | str, seed: int, options: Mapping[str, Any]) -> Task:
+    """The task object: `task` itself, or the registry's task of that name drawn with `seed`."""
+    if not isinstance(task, str):
+        return task
+    from chiploop.training.tasks import make_task
+
+    return make_task(task, seed=seed, **options)
+
+
+def _make_estimator(
+    estimator: GradientEstimator | str,
+    rate_reg: float | None,
+    rate_target: float | None,
+    seed: int,
+    options: Mapping[str, Any],
+) -> GradientEstimator:
+    """The estimator object; one built by name draws from the run's seed unless told otherwise."""
+    rate = {k: v for k, v in (("rate_reg", rate_reg), ("rate_target", rate_target)) if v is not None}
+    if not isinstance(estimator, str):
+        if rate:
+            raise TrainingError(
+                f"rate_reg/rate_target {rate} given with an estimator object; set them on the estimator"
+            )
+        return estimator
+    from chiploop.training.estimators import estimator_options, make_estimator
+
+    seeded = {"seed": seed} if "seed" in estimator_options(estimator) else {}
+    return make_estimator(estimator, **(seeded | rate | dict(options)))

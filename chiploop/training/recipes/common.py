@@ -22,6 +22,7 @@ from chiploop.chip_profiles.model import ChipProfile
 from chiploop.emulator.twin import TorchTwin
 from chiploop.errors import TrainingError
 from chiploop.training.plots import save_figure
+from chiploop.training.stepping import Stepper, layer_optimizer
 from chiploop.training.tasks import Batch
 from chiploop.training.units import layer_units
 
@@ -208,35 +209,30 @@ def train_epochs(
     optimizer: str = "sgd",
     stop: Callable[[], bool] | None = None,
 ) -> list[float]:
-    """Train `twin` with an estimator's gradients; returns the mean training loss of each epoch.
+    """Train `twin` with an estimator's gradients (the Trainer's training step, `Stepper`, on the
+    twin's own weights); returns the mean training loss of each epoch.
 
     optimizer "sgd": w ← w − lr·ĝ with one scalar rate (the setting of the bias/variance theory);
     "adam": Adam with step lr·unit per layer (`layer_units`, as the Trainer). `stop` is asked after every
     epoch; training ends early when it returns True.
     """
-    gen = generator(seed, 2)
-    opt = None
     if optimizer == "adam":
         units = layer_units(twin.profile, twin.spec)
-        opt = torch.optim.Adam([{"params": [p], "lr": lr * units[k]} for k, p in twin.weights.items()])
-    elif optimizer != "sgd":
+        rates = {k: lr * units[k] for k in twin.weights}
+    elif optimizer == "sgd":
+        rates = dict.fromkeys(twin.weights, lr)
+    else:
         raise TrainingError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    stepper = Stepper(twin, estimator, task, layer_optimizer(optimizer, twin, rates))
+
+    def check(est: Any) -> None:
+        if not math.isfinite(est.loss):
+            raise TrainingError(f"{estimator.name}: loss became {est.loss} (lr {lr} too large?)")
+
+    gen = generator(seed, 2)
     losses = []
     for _ in range(epochs):
-        seen = []
-        for batch in task.batches("train", batch_size, gen):
-            est = estimator.estimate(twin, batch, task)
-            if not math.isfinite(est.loss):
-                raise TrainingError(f"{estimator.name}: loss became {est.loss} (lr {lr} too large?)")
-            with torch.no_grad():
-                for name, p in twin.weights.items():
-                    if opt is None:
-                        p -= lr * est.grads[name].to(p.dtype)
-                    else:
-                        p.grad = est.grads[name].to(p.dtype).clone()
-            if opt is not None:
-                opt.step()
-            seen.append(est.loss)
+        seen = [stepper.step(batch, check).loss for batch in task.batches("train", batch_size, gen)]
         losses.append(float(np.mean(seen)))
         if stop is not None and stop():
             break
