@@ -99,7 +99,7 @@ def test_emulator_and_twin_targets_train_alike_under_ideal(tmp_path) -> None:
         runs[target] = trainer.fit(2).rows
         trainer.chip.close()
     for emu, twin in zip(runs["emulator"], runs["twin"], strict=True):
-        assert emu == pytest.approx(twin, rel=1e-4, abs=1e-6)
+        assert emu == pytest.approx(twin, rel=1e-4, abs=1e-6, nan_ok=True)  # ideal: no energy figure (NaN)
 
 
 def test_in_the_loop_learns_and_writes_the_run(tmp_path) -> None:
