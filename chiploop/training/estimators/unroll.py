@@ -22,6 +22,7 @@ from torch import Tensor
 from chiploop.chip.dynamics import Credit, Trace, cap_spikes, simulate
 from chiploop.chip.protocol import Recording
 from chiploop.errors import TrainingError
+from chiploop.training.estimators.base import hidden_spikes
 
 if TYPE_CHECKING:
     from chiploop.emulator.twin import TorchTwin
@@ -39,9 +40,7 @@ def unroll(
 ) -> tuple[Tensor, Tensor]:
     """Readout membrane `[B, T, O]` and the spikes of every hidden layer `[B, T, H]` (see module doc)."""
     trace = unroll_trace(model, inputs, weights, values, credit, node_noise)
-    names = model.params.names
-    z = trace.spikes[names[0]] if len(names) == 1 else torch.cat([trace.spikes[n] for n in names], dim=2)
-    return trace.v["out"], z
+    return trace.v["out"], hidden_spikes(trace.spikes, model.spec)
 
 
 def unroll_trace(
